@@ -1,0 +1,3 @@
+"""bpr-numba: fast BPR (triplet loss) recommenders on the CPU with Numba."""
+
+__version__ = "0.1.0"
