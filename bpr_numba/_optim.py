@@ -1,0 +1,61 @@
+"""Row updates of the optimisers used by the per-sample (Hogwild) kernel.
+
+State is lazy: only the rows a sample touches are read and written, so a
+row's Adam moments and step count advance only when the row is in a sample
+("lazy Adam", as in implicit's and TensorFlow's sparse Adam), and its Adagrad
+sum of squares only grows with its own gradients. State arrays are named for
+what they hold (``adagrad_sum_sq``, ``adam_m``, ``adam_v``, ``adam_t``);
+an optimiser that does not use an array gets a (0, 0) placeholder.
+
+Codes (frozen at compile time): ``OPT_SGD`` 0, ``OPT_ADAGRAD`` 1,
+``OPT_ADAM`` 2. ``OPT_DENSE_ADAM`` 3 is Keras's dense Adam, run by the
+mini-batch kernel in ``_keras.py`` rather than here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+OPT_SGD = 0
+OPT_ADAGRAD = 1
+OPT_ADAM = 2
+OPT_DENSE_ADAM = 3
+OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM, "dense-adam": OPT_DENSE_ADAM}
+# Used when learning_rate is None (NOTES.md: the optimiser's own default).
+DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001}
+
+
+@njit(cache=True, inline="always")
+def _apply_row_update(opt_code, params, row, grad, n_cols,
+                      adagrad_sum_sq, adam_m, adam_v, adam_t,
+                      lr, beta_1, beta_2, epsilon):
+    """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
+
+    Modifies ``params`` and the state arrays of the chosen optimiser in place.
+    All arrays are float32 except ``adam_t`` (int64, per row); scalars are float32.
+    """
+    if opt_code == OPT_SGD:
+        for f in range(n_cols):
+            params[row, f] -= lr * grad[f]
+    elif opt_code == OPT_ADAGRAD:
+        for f in range(n_cols):
+            g = grad[f]
+            s = adagrad_sum_sq[row, f] + g * g
+            adagrad_sum_sq[row, f] = s
+            params[row, f] -= lr * g / (np.sqrt(s) + epsilon)
+    else:
+        t = adam_t[row] + 1
+        adam_t[row] = t
+        alpha = np.float32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        one_minus_b1 = np.float32(1.0) - beta_1
+        one_minus_b2 = np.float32(1.0) - beta_2
+        for f in range(n_cols):
+            g = grad[f]
+            m = beta_1 * adam_m[row, f] + one_minus_b1 * g
+            v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
+            adam_m[row, f] = m
+            adam_v[row, f] = v
+            params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)

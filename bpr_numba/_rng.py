@@ -1,0 +1,89 @@
+"""Counter-based random streams for the kernels.
+
+Each chunk of work owns one uint64 state (SplitMix64), so a stream depends on
+the seed and the chunk index only, never on the thread that runs the chunk.
+All arithmetic stays in ``np.uint64`` with typed constants: mixing unsigned
+and signed integers would promote to float64 in NumPy and in Numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_INV_2_53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True, inline="always")
+def _next_u64(state):
+    """Advance a SplitMix64 state; return ``(new_state, random uint64)``."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    z = z ^ (z >> _S31)
+    return state, z
+
+
+@njit(cache=True, inline="always")
+def _next_below(state, n):
+    """Draw an integer uniformly in ``[0, n)`` (bias negligible for n < 2**32)."""
+    state, z = _next_u64(state)
+    return state, np.int64(z % np.uint64(n))
+
+
+@njit(cache=True, inline="always")
+def _next_unit(state):
+    """Draw a float64 uniformly in ``[0, 1)``."""
+    state, z = _next_u64(state)
+    return state, np.float64(z >> _S11) * _INV_2_53
+
+
+def spawn_states(seed_sequence, n):
+    """Return ``n`` independent uint64 chunk states drawn from a SeedSequence.
+
+    Parameters
+    ----------
+    seed_sequence : numpy.random.SeedSequence
+    n : int
+
+    Returns
+    -------
+    ndarray of uint64, shape (n,)
+    """
+    return seed_sequence.generate_state(n, dtype=np.uint64)
+
+
+def as_seed_sequence(random_state):
+    """Turn ``random_state`` (None, int, SeedSequence, Generator, RandomState) into a SeedSequence.
+
+    Raises
+    ------
+    TypeError
+        For any other type.
+    ValueError
+        For a negative integer seed.
+    """
+    if random_state is None or isinstance(random_state, (int, np.integer)) and not isinstance(
+        random_state, (bool, np.bool_)
+    ):
+        if random_state is not None and random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer; got {random_state}.")
+        return np.random.SeedSequence(None if random_state is None else int(random_state))
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1)))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(int(random_state.randint(0, 2**31 - 1)))
+    raise TypeError(
+        "random_state must be None, a non-negative int, a numpy SeedSequence, Generator "
+        f"or RandomState; got {type(random_state).__name__}."
+    )

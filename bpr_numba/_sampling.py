@@ -1,0 +1,82 @@
+"""Negative draws for a training positive ``(u, i)`` over a CSR of positives.
+
+Policies (codes frozen at compile time):
+
+- ``NEG_UNIFORM`` (0): any item, uniformly, as the Keras notebook does; it may
+  draw one of the user's positives, even ``i`` itself.
+- ``NEG_UNSEEN`` (1): an item the user has no positive for. A few rejection
+  draws, then an exact draw by rank among the complement of the row, so a
+  sample is never dropped unless the user has every item.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._rng import _next_below
+
+NEG_UNIFORM = 0
+NEG_UNSEEN = 1
+NEGATIVES = {"uniform": NEG_UNIFORM, "unseen": NEG_UNSEEN}
+_REJECTION_TRIES = 8
+
+
+@njit(cache=True, inline="always")
+def _in_row(indices, start, end, item):
+    """Binary search for ``item`` in the sorted ``indices[start:end]``."""
+    lo = start
+    hi = end
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        value = indices[mid]
+        if value < item:
+            lo = mid + 1
+        elif value > item:
+            hi = mid
+        else:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _draw_negative(state, indptr, indices, u, n_items, neg_code):
+    """Draw a negative item for user ``u``.
+
+    Parameters
+    ----------
+    state : uint64
+        Chunk random state.
+    indptr : ndarray of int64, shape (n_users + 1,)
+    indices : ndarray of int32, shape (nnz,)
+        Sorted within each row.
+    u : int
+    n_items : int
+    neg_code : int
+        ``NEG_UNIFORM`` or ``NEG_UNSEEN``.
+
+    Returns
+    -------
+    state : uint64
+    j : int64
+        The negative, or -1 when the user has every item (``NEG_UNSEEN``).
+    """
+    if neg_code == NEG_UNIFORM:
+        return _next_below(state, n_items)
+    start = indptr[u]
+    end = indptr[u + 1]
+    n_pos = end - start
+    if n_pos >= n_items:
+        return state, np.int64(-1)
+    for _ in range(_REJECTION_TRIES):
+        state, j = _next_below(state, n_items)
+        if not _in_row(indices, start, end, j):
+            return state, j
+    # Exact draw: the r-th item of the complement of the sorted row.
+    state, j = _next_below(state, n_items - n_pos)
+    for k in range(start, end):
+        if indices[k] <= j:
+            j += 1
+        else:
+            break
+    return state, j

@@ -1,0 +1,204 @@
+"""The per-sample (Hogwild) training kernel and the Python plan of an epoch.
+
+What an epoch is: one pass over all training positives, each paired with a
+fresh negative. The order is cache-friendly (NOTES.md): users are visited in a
+freshly shuffled order, and each user's positives in a freshly shuffled order,
+so the user's row stays in cache while its samples are processed. The pass is
+cut into ``n_chunks`` chunks of about equal sample counts at user boundaries;
+chunk ``c`` owns random state ``states[c]``, so with one thread the run is
+bit-for-bit reproducible whatever the thread count used to compile it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._losses import _loss_and_grad
+from ._optim import _apply_row_update
+from ._rng import _next_below
+from ._sampling import _draw_negative
+
+# Chunks per epoch: fixed, so the random streams do not depend on the threads.
+N_CHUNKS = 256
+# Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
+SAMPLES_PER_CALL = 2_000_000
+
+
+@njit(cache=True, inline="always")
+def _dot(a, r, b, q):
+    """Dot product of rows ``a[r]`` and ``b[q]`` in float32."""
+    x = np.float32(0.0)
+    for f in range(a.shape[1]):
+        x += a[r, f] * b[q, f]
+    return x
+
+
+@njit(cache=True, parallel=True)
+def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
+                        user_factors, item_factors,
+                        user_sum_sq, item_sum_sq,
+                        user_adam_m, user_adam_v, user_adam_t,
+                        item_adam_m, item_adam_v, item_adam_t,
+                        states,
+                        loss_code, opt_code, neg_code, n_user_cols, n_candidates,
+                        lr, reg, beta_1, beta_2, epsilon):
+    """Train on the chunks ``chunk_bounds`` of an epoch, Hogwild style.
+
+    Chunks run in parallel without locks: two threads may update the same item
+    row at once, and one of the updates may be partly lost (Hogwild, Niu et al.
+    2011); with one thread there is no race and the result is reproducible.
+
+    Parameters
+    ----------
+    indptr : ndarray of int64, shape (n_users + 1,)
+    indices : ndarray of int32, shape (nnz,)
+        Positives, sorted within each row.
+    user_order : ndarray of int64, shape (n_order,)
+        Users in the order of this epoch.
+    chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
+        Chunk ``c`` trains users ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
+    user_factors, item_factors : ndarray of float32, shape (n, f)
+    user_sum_sq, item_sum_sq : ndarray of float32
+        Adagrad sums of squares (same shapes as the factors, or (0, 0)).
+    user_adam_m, user_adam_v, item_adam_m, item_adam_v : ndarray of float32
+        Adam moments (same shapes as the factors, or (0, 0)).
+    user_adam_t, item_adam_t : ndarray of int64, shape (n,) or (0,)
+        Adam step count per row.
+    states : ndarray of uint64, shape (n_chunks,)
+        One random state per chunk.
+    loss_code, opt_code, neg_code : int
+    n_user_cols : int
+        Columns of a user row that are trained (``f - 1`` when the last column
+        is the constant 1 that pairs with an item bias).
+    n_candidates : int
+        Negatives drawn per positive; the highest scoring one is trained on.
+    lr, reg, beta_1, beta_2, epsilon : float32
+
+    Modifies
+    --------
+    The factors, the optimiser state and ``states``.
+
+    Returns
+    -------
+    loss_sum : ndarray of float64, shape (n_chunks,)
+    n_trained : ndarray of int64, shape (n_chunks,)
+    n_skipped : ndarray of int64, shape (n_chunks,)
+        Samples without any negative (the user has every item).
+    """
+    n_chunks = chunk_bounds.shape[0] - 1
+    n_items = item_factors.shape[0]
+    n_cols = item_factors.shape[1]
+    loss_sum = np.zeros(n_chunks, np.float64)
+    n_trained = np.zeros(n_chunks, np.int64)
+    n_skipped = np.zeros(n_chunks, np.int64)
+    max_row = 0
+    for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
+        u = user_order[k]
+        max_row = max(max_row, indptr[u + 1] - indptr[u])
+    for c in prange(n_chunks):
+        state = states[c]
+        grad_u = np.empty(n_cols, np.float32)
+        grad_i = np.empty(n_cols, np.float32)
+        grad_j = np.empty(n_cols, np.float32)
+        order = np.empty(max_row, np.int64)
+        chunk_loss = 0.0
+        chunk_trained = 0
+        chunk_skipped = 0
+        for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
+            u = user_order[k]
+            start = indptr[u]
+            n_pos = indptr[u + 1] - start
+            for a in range(n_pos):
+                order[a] = start + a
+            for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
+                state, b = _next_below(state, a + 1)
+                tmp = order[a]
+                order[a] = order[b]
+                order[b] = tmp
+            for a in range(n_pos):
+                i = indices[order[a]]
+                state, j = _draw_negative(state, indptr, indices, u, n_items, neg_code)
+                if n_candidates > 1 and j >= 0:
+                    best = _dot(user_factors, u, item_factors, j)
+                    for _c in range(n_candidates - 1):
+                        state, j2 = _draw_negative(state, indptr, indices, u, n_items, neg_code)
+                        s2 = _dot(user_factors, u, item_factors, j2)
+                        if s2 > best:
+                            best = s2
+                            j = j2
+                if j < 0:
+                    chunk_skipped += 1
+                    continue
+                x = np.float32(0.0)
+                for f in range(n_cols):
+                    x += user_factors[u, f] * (item_factors[i, f] - item_factors[j, f])
+                value, dx = _loss_and_grad(loss_code, np.float64(x))
+                chunk_loss += value
+                chunk_trained += 1
+                if i == j:
+                    continue  # x is 0 and the data gradients cancel: nothing to learn
+                g = np.float32(dx)
+                for f in range(n_cols):
+                    uf = user_factors[u, f]
+                    grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
+                    grad_i[f] = g * uf + reg * item_factors[i, f]
+                    grad_j[f] = reg * item_factors[j, f] - g * uf
+                _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
+                                  user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                  lr, beta_1, beta_2, epsilon)
+                _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
+                                  item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                  lr, beta_1, beta_2, epsilon)
+                _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
+                                  item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                  lr, beta_1, beta_2, epsilon)
+        states[c] = state
+        loss_sum[c] = chunk_loss
+        n_trained[c] = chunk_trained
+        n_skipped[c] = chunk_skipped
+    return loss_sum, n_trained, n_skipped
+
+
+def plan_epoch(row_lengths, trainable_users, rng, n_chunks=N_CHUNKS):
+    """Shuffle the users and cut the epoch into chunks of about equal sample counts.
+
+    Parameters
+    ----------
+    row_lengths : ndarray of int64, shape (n_users,)
+    trainable_users : ndarray of int64
+        Users with at least one positive.
+    rng : numpy.random.Generator
+    n_chunks : int
+
+    Returns
+    -------
+    user_order : ndarray of int64
+    chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
+        Offsets into ``user_order``; empty chunks are allowed.
+    """
+    user_order = rng.permutation(trainable_users).astype(np.int64)
+    cumulative = np.cumsum(row_lengths[user_order])
+    total = cumulative[-1] if cumulative.size else 0
+    targets = (np.arange(1, n_chunks, dtype=np.float64) * total / n_chunks)
+    cuts = np.searchsorted(cumulative, targets, side="left") + 1
+    cuts = np.minimum(cuts, user_order.size)
+    chunk_bounds = np.concatenate(([0], cuts, [user_order.size])).astype(np.int64)
+    return user_order, chunk_bounds
+
+
+def call_slices(chunk_bounds, row_lengths, user_order, samples_per_call=SAMPLES_PER_CALL):
+    """Group consecutive chunks into kernel calls of at most ``samples_per_call`` samples.
+
+    Returns a list of ``(first_chunk, end_chunk)`` pairs covering all chunks.
+    """
+    n_chunks = chunk_bounds.size - 1
+    cumulative = np.concatenate(([0], np.cumsum(row_lengths[user_order])))
+    samples_before = cumulative[chunk_bounds]
+    slices = []
+    first = 0
+    for c in range(1, n_chunks + 1):
+        if samples_before[c] - samples_before[first] >= samples_per_call or c == n_chunks:
+            slices.append((first, c))
+            first = c
+    return slices

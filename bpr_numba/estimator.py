@@ -1,0 +1,510 @@
+"""The ``BPR`` estimator: parameters, training loops, factors and their life cycle."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+
+import numba
+import numpy as np
+
+from . import _validation as v
+from ._keras import _dense_adam_batches
+from ._losses import LOSSES
+from ._optim import DEFAULT_LEARNING_RATES, OPT_DENSE_ADAM, OPTIMIZERS
+from ._rng import as_seed_sequence, spawn_states
+from ._sampling import NEGATIVES
+from ._train import N_CHUNKS, _train_epoch_chunks, call_slices, plan_epoch
+
+# Fixed constants of the per-sample optimisers (NOTES.md: beta_1, beta_2 and
+# epsilon are dense-adam's parameters only).
+_LAZY_BETA_1 = 0.9
+_LAZY_BETA_2 = 0.999
+_LAZY_EPSILON = 1e-8
+# Triplets per dense-adam kernel call: the Python loop between calls is where
+# Ctrl-C lands.
+_TRIPLETS_PER_CALL = 200_000
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when the factors become NaN or infinite during training."""
+
+
+class BPR:
+    """Matrix factorisation trained with a triplet (BPR) loss on implicit feedback.
+
+    Each training positive ``(u, i)`` is paired with a negative item ``j`` and
+    the loss of ``x = u.i - u.j`` is minimised. Two modes share the class:
+
+    - the fast mode (``optimizer`` "sgd", "adagrad" or "adam"): per-sample
+      updates in parallel without locks (Hogwild), lazy optimiser state;
+    - the Keras-compatible mode (``optimizer="dense-adam"``): exact
+      mini-batches and Keras's dense Adam, see :meth:`keras_compatible`.
+
+    Parameters
+    ----------
+    factors : int
+        Width of the user and item factors (without the item-bias column).
+    loss : {"bpr", "sigmoid"}
+        ``"bpr"``: ``-log sigmoid(x)`` (Rendle et al. 2009); ``"sigmoid"``:
+        ``1 - sigmoid(x)``, the Keras notebook's loss.
+    optimizer : {"adam", "adagrad", "sgd", "dense-adam"}
+        "adam" and "adagrad" keep lazy per-row state: only the rows a sample
+        touches are updated, and a row's Adam bias correction uses its own
+        step count (betas 0.9/0.999, epsilon 1e-8; Adagrad epsilon 1e-8).
+        "dense-adam" is Keras's Adam over mini-batches.
+    learning_rate : float or None
+        None takes the optimiser's default (sgd 0.05, adagrad 0.08, adam 0.01,
+        dense-adam 0.001).
+    regularization : float
+        L2 weight: ``regularization * w`` is added to the gradient of the user,
+        positive and negative rows of every sample.
+    epochs : int
+        Passes over all training positives done by :meth:`fit`.
+    negatives : {"uniform", "unseen"}
+        "uniform" draws any item (the notebook's way; it may draw a positive);
+        "unseen" draws only items without a positive for the user.
+    negative_candidates : int
+        Candidates drawn (by the ``negatives`` policy) for each positive; the
+        sample trains on the one the model currently scores highest (dynamic
+        negative sampling, Zhang et al. 2013). 1 is plain BPR; 3 reaches a
+        higher AUC within 10 epochs on MovieLens 100k (bench/movielens.py).
+    item_bias : bool
+        Learn an item bias, stored as the last column of ``item_factors``
+        against a constant 1 in the last column of ``user_factors`` (so scores
+        stay plain dot products). Not available with "dense-adam".
+    batch_size, beta_1, beta_2, epsilon
+        Parameters of "dense-adam" only (Keras's defaults, epsilon of Keras >= 2.3).
+    init_scale : float
+        Factors start uniform in ``(-init_scale, init_scale)``, as Keras's
+        embeddings do with 0.05.
+    num_threads : int
+        Threads of the kernels; 0 means all cores. With 1 the run is
+        reproducible bit for bit for a given ``random_state``.
+    random_state : None, int, numpy SeedSequence, Generator or RandomState
+        Seed of the initialisation, the epoch orders and the negatives.
+
+    Attributes
+    ----------
+    user_factors : ndarray of float32, shape (n_users, factors [+ 1])
+    item_factors : ndarray of float32, shape (n_items, factors [+ 1])
+    n_epochs_done_ : int
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss`` (mean training loss),
+        ``skipped`` (samples without a negative), ``seconds``, and the
+        validation metric when one is given.
+    """
+
+    def __init__(self, factors=64, loss="bpr", optimizer="adagrad", learning_rate=None,
+                 regularization=0.03, epochs=10, negatives="unseen", negative_candidates=3,
+                 item_bias=True,
+                 batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 init_scale=0.05, num_threads=0, random_state=None):
+        self.factors = factors
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.epochs = epochs
+        self.negatives = negatives
+        self.negative_candidates = negative_candidates
+        self.item_bias = item_bias
+        self.batch_size = batch_size
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.init_scale = init_scale
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep=True):
+        """Return the constructor parameters as a dict (scikit-learn's contract)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ValueError. Returns self."""
+        known = self._param_names()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for BPR; known parameters: {', '.join(known)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = BPR().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
+        return f"BPR({', '.join(changed)})"
+
+    @classmethod
+    def keras_compatible(cls, **overrides):
+        """Return a BPR preset to the 2016 Keras notebook's recipe.
+
+        Factors 100, loss "sigmoid", optimizer "dense-adam" (lr 0.001, betas
+        0.9/0.999, epsilon 1e-7 as Keras >= 2.3; the notebook's Keras 1 used
+        1e-8), batch 64, uniform negatives, no item bias, no regularisation.
+        ``overrides`` replace any of these.
+        """
+        params = dict(factors=100, loss="sigmoid", optimizer="dense-adam", learning_rate=0.001,
+                      regularization=0.0, negatives="uniform", negative_candidates=1,
+                      item_bias=False, batch_size=64,
+                      beta_1=0.9, beta_2=0.999, epsilon=1e-7, init_scale=0.05)
+        params.update(overrides)
+        return cls(**params)
+
+    def _checked_params(self):
+        """Validate every parameter; return a dict of checked values."""
+        p = {}
+        p["factors"] = v.check_positive_int(self.factors, "factors")
+        p["loss"] = v.check_choice(self.loss, "loss", list(LOSSES))
+        p["optimizer"] = v.check_choice(self.optimizer, "optimizer", list(OPTIMIZERS))
+        if self.learning_rate is None:
+            p["learning_rate"] = DEFAULT_LEARNING_RATES[p["optimizer"]]
+        else:
+            p["learning_rate"] = v.check_float(self.learning_rate, "learning_rate",
+                                               low=0.0, low_inclusive=False)
+        p["regularization"] = v.check_float(self.regularization, "regularization", low=0.0)
+        p["epochs"] = v.check_positive_int(self.epochs, "epochs")
+        p["negatives"] = v.check_choice(self.negatives, "negatives", list(NEGATIVES))
+        p["negative_candidates"] = v.check_positive_int(self.negative_candidates,
+                                                        "negative_candidates")
+        if not isinstance(self.item_bias, (bool, np.bool_)):
+            raise TypeError(f"item_bias must be True or False; got {self.item_bias!r}.")
+        p["item_bias"] = bool(self.item_bias)
+        p["batch_size"] = v.check_positive_int(self.batch_size, "batch_size")
+        p["beta_1"] = v.check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_inclusive=False)
+        p["beta_2"] = v.check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_inclusive=False)
+        p["epsilon"] = v.check_float(self.epsilon, "epsilon", low=0.0, low_inclusive=False)
+        p["init_scale"] = v.check_float(self.init_scale, "init_scale", low=0.0)
+        p["num_threads"] = v.check_nonneg_int(self.num_threads, "num_threads")
+        if p["optimizer"] == "dense-adam" and p["item_bias"]:
+            raise ValueError(
+                "item_bias=True is not available with optimizer='dense-adam' (the Keras "
+                "model has no bias); set item_bias=False."
+            )
+        if p["optimizer"] == "dense-adam" and (p["negatives"] != "uniform"
+                                                or p["negative_candidates"] != 1):
+            raise ValueError(
+                "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
+                f"got negatives={p['negatives']!r} and negative_candidates="
+                f"{p['negative_candidates']}, expected 'uniform' and 1."
+            )
+        as_seed_sequence(self.random_state)  # type check only
+        return p
+
+    # ----------------------------------------------------------------- factors
+    @property
+    def user_factors(self):
+        """ndarray of float32, shape (n_users, factors [+ 1]); assigning resets the optimiser state."""
+        return getattr(self, "_user_factors", None)
+
+    @user_factors.setter
+    def user_factors(self, value):
+        self._set_factors("user", value)
+
+    @property
+    def item_factors(self):
+        """ndarray of float32, shape (n_items, factors [+ 1]); assigning resets the optimiser state."""
+        return getattr(self, "_item_factors", None)
+
+    @item_factors.setter
+    def item_factors(self, value):
+        self._set_factors("item", value)
+
+    def _set_factors(self, side, value):
+        current = getattr(self, f"_{side}_factors", None)
+        if current is None:
+            raise v.NotFittedError(
+                f"{side}_factors can be assigned only after fit() or initialize(n_users, n_items), "
+                "which fix the shapes."
+            )
+        array = v.check_factor_matrix(value, f"{side}_factors", current.shape)
+        if side == "user" and self._has_bias_column and not np.all(array[:, -1] == 1.0):
+            raise ValueError(
+                "user_factors' last column must be all ones: it pairs with the item bias "
+                "(item_bias=True)."
+            )
+        setattr(self, f"_{side}_factors", array)
+        self._reset_optimizer_state()
+
+    @property
+    def n_users(self):
+        """Number of users of the fitted model."""
+        self._check_fitted()
+        return self._user_factors.shape[0]
+
+    @property
+    def n_items(self):
+        """Number of items of the fitted model."""
+        self._check_fitted()
+        return self._item_factors.shape[0]
+
+    @property
+    def n_parameters(self):
+        """Trainable parameters as ``(user, item)`` counts (the constant user column excluded)."""
+        self._check_fitted()
+        n_user_cols = self._user_factors.shape[1] - int(self._has_bias_column)
+        return self.n_users * n_user_cols, self._item_factors.size
+
+    def _check_fitted(self):
+        if getattr(self, "_user_factors", None) is None:
+            raise v.NotFittedError(
+                "This BPR model is not fitted yet: call fit(), or initialize(n_users, n_items)."
+            )
+
+    def initialize(self, n_users, n_items):
+        """Create fresh factors and optimiser state for ``n_users`` x ``n_items``.
+
+        Factors are uniform in ``(-init_scale, init_scale)`` from
+        ``random_state``; with ``item_bias`` the user side gets a last column of
+        ones and the item bias starts at zero. Afterwards ``user_factors`` and
+        ``item_factors`` may be assigned (for example Keras's initial weights).
+
+        Returns
+        -------
+        self
+        """
+        n_users = v.check_positive_int(n_users, "n_users")
+        n_items = v.check_positive_int(n_items, "n_items")
+        p = self._checked_params()
+        self._params = p
+        seed_sequence = as_seed_sequence(self.random_state)
+        init_seq, order_seq, chunk_seq = seed_sequence.spawn(3)
+        init_rng = np.random.default_rng(init_seq)
+        scale = p["init_scale"]
+        k = p["factors"]
+        users = init_rng.uniform(-scale, scale, size=(n_users, k)).astype(np.float32)
+        items = init_rng.uniform(-scale, scale, size=(n_items, k)).astype(np.float32)
+        self._has_bias_column = p["item_bias"]
+        if self._has_bias_column:
+            users = np.hstack([users, np.ones((n_users, 1), np.float32)])
+            items = np.hstack([items, np.zeros((n_items, 1), np.float32)])
+        self._user_factors = np.ascontiguousarray(users)
+        self._item_factors = np.ascontiguousarray(items)
+        self._order_rng = np.random.default_rng(order_seq)
+        self._chunk_states = spawn_states(chunk_seq, N_CHUNKS)
+        self._reset_optimizer_state()
+        self.n_epochs_done_ = 0
+        self.history_ = []
+        return self
+
+    def _reset_optimizer_state(self):
+        users, items = self._user_factors, self._item_factors
+        name = self._params["optimizer"]
+        empty2 = np.zeros((0, 0), np.float32)
+        empty1 = np.zeros(0, np.int64)
+        state = dict(user_sum_sq=empty2, item_sum_sq=empty2,
+                     user_adam_m=empty2, user_adam_v=empty2, user_adam_t=empty1,
+                     item_adam_m=empty2, item_adam_v=empty2, item_adam_t=empty1,
+                     user_grad=empty2, item_grad=empty2, adam_step=0)
+        if name == "adagrad":
+            state.update(user_sum_sq=np.zeros_like(users), item_sum_sq=np.zeros_like(items))
+        elif name in ("adam", "dense-adam"):
+            state.update(user_adam_m=np.zeros_like(users), user_adam_v=np.zeros_like(users),
+                         item_adam_m=np.zeros_like(items), item_adam_v=np.zeros_like(items))
+            if name == "adam":
+                state.update(user_adam_t=np.zeros(users.shape[0], np.int64),
+                             item_adam_t=np.zeros(items.shape[0], np.int64))
+            else:
+                state.update(user_grad=np.zeros_like(users), item_grad=np.zeros_like(items))
+        self._opt_state = state
+
+    # ---------------------------------------------------------------- training
+    def fit(self, interactions, y=None, *, show_progress=False):
+        """Fit the model from scratch on ``interactions``.
+
+        Parameters
+        ----------
+        interactions : scipy.sparse matrix, shape (n_users, n_items)
+            Stored non-zeros are positives (explicit zeros ignored, duplicates
+            merged); COO, CSR and CSC are all accepted.
+        y : ignored
+        show_progress : bool
+
+        Returns
+        -------
+        self
+        """
+        X = v.check_interactions(interactions, "interactions")
+        self.initialize(*X.shape)
+        return self._train(X, self._params["epochs"], show_progress)
+
+    def fit_partial(self, interactions, epochs=1, *, show_progress=False):
+        """Continue training from the current factors and optimiser state.
+
+        On a model that was never fitted this starts from a fresh initialisation.
+
+        Returns
+        -------
+        self
+        """
+        X = v.check_interactions(interactions, "interactions")
+        epochs = v.check_positive_int(epochs, "epochs")
+        if getattr(self, "_user_factors", None) is None:
+            self.initialize(*X.shape)
+        else:
+            self._check_shape(X, "interactions")
+        return self._train(X, epochs, show_progress)
+
+    def _check_shape(self, X, name):
+        expected = (self._user_factors.shape[0], self._item_factors.shape[0])
+        if X.shape != expected:
+            raise ValueError(
+                f"{name} has shape {X.shape}, but the model has {expected[0]} users and "
+                f"{expected[1]} items; expected shape {expected}."
+            )
+
+    def _train(self, X, epochs, show_progress):
+        p = self._params
+        for _ in range(epochs):
+            start = time.perf_counter()
+            if p["optimizer"] == "dense-adam":
+                record = self._keras_epoch(X)
+            else:
+                record = self._hogwild_epoch(X)
+            record["seconds"] = time.perf_counter() - start
+            self.n_epochs_done_ += 1
+            record["epoch"] = self.n_epochs_done_
+            self.history_.append(record)
+        return self
+
+    def _with_threads(self, func, *args):
+        n = self._params["num_threads"] or numba.config.NUMBA_NUM_THREADS
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return func(*args)
+        finally:
+            numba.set_num_threads(previous)
+
+    def _hogwild_epoch(self, X):
+        p = self._params
+        row_lengths = np.diff(X.indptr)
+        trainable = np.flatnonzero(row_lengths).astype(np.int64)
+        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, self._order_rng)
+        s = self._opt_state
+        n_user_cols = self._user_factors.shape[1] - (1 if self._has_bias_column else 0)
+        f32 = np.float32
+        loss_sum, n_trained, n_skipped = 0.0, 0, 0
+        for first, end in call_slices(chunk_bounds, row_lengths, user_order):
+            out = self._with_threads(
+                _train_epoch_chunks, X.indptr, X.indices, user_order,
+                chunk_bounds[first:end + 1], self._user_factors, self._item_factors,
+                s["user_sum_sq"], s["item_sum_sq"],
+                s["user_adam_m"], s["user_adam_v"], s["user_adam_t"],
+                s["item_adam_m"], s["item_adam_v"], s["item_adam_t"],
+                self._chunk_states[first:end],
+                LOSSES[p["loss"]], OPTIMIZERS[p["optimizer"]], NEGATIVES[p["negatives"]],
+                n_user_cols, p["negative_candidates"], f32(p["learning_rate"]), f32(p["regularization"]),
+                f32(_LAZY_BETA_1), f32(_LAZY_BETA_2), f32(_LAZY_EPSILON))
+            loss_sum += float(out[0].sum())
+            n_trained += int(out[1].sum())
+            n_skipped += int(out[2].sum())
+        return self._epoch_record(loss_sum, n_trained, n_skipped)
+
+    def _epoch_record(self, loss_sum, n_trained, n_skipped):
+        if n_trained == 0:
+            raise ValueError(
+                "no training sample has a negative: every user with positives has every item; "
+                "use negatives='uniform' or add items."
+            )
+        if n_skipped and not getattr(self, "_warned_skipped", False):
+            warnings.warn(
+                f"{n_skipped} samples were skipped in this epoch: their users have every item, "
+                "so negatives='unseen' finds no negative for them.", RuntimeWarning, stacklevel=4)
+            self._warned_skipped = True
+        return {"loss": loss_sum / n_trained, "skipped": n_skipped}
+
+    def _keras_epoch(self, X):
+        users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        positives = X.indices.astype(np.int64)
+        negatives = self._order_rng.integers(0, X.shape[1], size=users.size, dtype=np.int64)
+        order = self._order_rng.permutation(users.size)
+        loss_sum = self._run_triplets(users[order], positives[order], negatives[order])
+        return {"loss": loss_sum / users.size, "skipped": 0}
+
+    def _run_triplets(self, users, positives, negatives):
+        p = self._params
+        s = self._opt_state
+        f32 = np.float32
+        n = users.size
+        batch_starts = np.append(np.arange(0, n, p["batch_size"], dtype=np.int64), np.int64(n))
+        batches_per_call = max(1, _TRIPLETS_PER_CALL // p["batch_size"])
+        loss_sum = 0.0
+        for first in range(0, batch_starts.size - 1, batches_per_call):
+            bounds = batch_starts[first:first + batches_per_call + 1]
+            value, s["adam_step"] = self._with_threads(
+                _dense_adam_batches, users, positives, negatives, bounds,
+                self._user_factors, self._item_factors, s["user_grad"], s["item_grad"],
+                s["user_adam_m"], s["user_adam_v"], s["item_adam_m"], s["item_adam_v"],
+                s["adam_step"], LOSSES[p["loss"]], f32(p["learning_rate"]),
+                f32(p["regularization"]), f32(p["beta_1"]), f32(p["beta_2"]), f32(p["epsilon"]))
+            loss_sum += value
+        return loss_sum
+
+    def fit_triplets(self, users, positives, negatives, n_users=None, n_items=None,
+                     epochs=1, shuffle=False):
+        """Train on exactly these triplets, in this order (reshuffled per epoch if ``shuffle``).
+
+        Continues from the current factors and optimiser state; on a model
+        without factors, ``n_users`` and ``n_items`` size a fresh one. Only
+        ``optimizer="dense-adam"`` trains on given triplets.
+
+        Parameters
+        ----------
+        users, positives, negatives : array-like of int, shape (n_triplets,)
+        n_users, n_items : int, optional
+        epochs : int
+        shuffle : bool
+
+        Returns
+        -------
+        self
+        """
+        p = self._checked_params()
+        if p["optimizer"] != "dense-adam":
+            raise ValueError(
+                "fit_triplets trains the Keras-compatible mode: it needs optimizer='dense-adam'; "
+                f"got optimizer={p['optimizer']!r}."
+            )
+        epochs = v.check_positive_int(epochs, "epochs")
+        if getattr(self, "_user_factors", None) is None:
+            if n_users is None or n_items is None:
+                raise ValueError(
+                    "this model has no factors yet: pass n_users and n_items, or call "
+                    "initialize(n_users, n_items) first."
+                )
+            self.initialize(n_users, n_items)
+        else:
+            for name, given, have in (("n_users", n_users, self.n_users),
+                                      ("n_items", n_items, self.n_items)):
+                if given is not None and given != have:
+                    raise ValueError(f"{name}={given} differs from the model's {have}.")
+        self._params = p
+        users, _ = v.check_ids(users, "users", self.n_users, "users")
+        positives, _ = v.check_ids(positives, "positives", self.n_items, "items")
+        negatives, _ = v.check_ids(negatives, "negatives", self.n_items, "items")
+        if not users.size == positives.size == negatives.size:
+            raise ValueError(
+                f"users, positives and negatives must have one length; got {users.size}, "
+                f"{positives.size} and {negatives.size}."
+            )
+        if users.size == 0:
+            raise ValueError("no triplets given: users, positives and negatives are empty.")
+        for _ in range(epochs):
+            start = time.perf_counter()
+            order = self._order_rng.permutation(users.size) if shuffle else slice(None)
+            loss_sum = self._run_triplets(users[order], positives[order], negatives[order])
+            self.n_epochs_done_ += 1
+            self.history_.append({"epoch": self.n_epochs_done_, "loss": loss_sum / users.size,
+                                  "skipped": 0, "seconds": time.perf_counter() - start})
+        return self

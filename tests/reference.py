@@ -1,0 +1,165 @@
+"""Slow NumPy twins of the training kernels, written to be obviously right.
+
+They draw random numbers through the same SplitMix64 primitive as the kernels
+(``_next_below``), in the same order, so a one-thread kernel run and its twin
+see the same samples and can be compared number for number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bpr_numba._rng import _next_below as _jit_next_below
+
+F32 = np.float32
+
+
+def _next_below(state, n):
+    """The kernels' bounded draw, keeping the state a uint64 between calls."""
+    state, value = _jit_next_below(np.uint64(state), n)
+    return np.uint64(state), int(value)
+
+
+def loss_and_grad(loss, x):
+    """Per-sample loss of ``x = u.p - u.n`` and its derivative, from the textbook formulas."""
+    s = 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+    if loss == "bpr":
+        return -math.log(s) if s > 0 else -x, s - 1.0
+    return 1.0 - s, -s * (1.0 - s)
+
+
+def draw_negative(state, row, n_items, negatives, tries=8):
+    """The kernels' negative policies, spelled out with set operations."""
+    if negatives == "uniform":
+        return _next_below(state, n_items)
+    if len(row) >= n_items:
+        return state, -1
+    for _ in range(tries):
+        state, j = _next_below(state, n_items)
+        if j not in set(row.tolist()):
+            return state, j
+    complement = np.setdiff1d(np.arange(n_items), row)
+    state, r = _next_below(state, n_items - len(row))
+    return state, int(complement[r])
+
+
+def dot32(a, b):
+    """float32 dot product accumulated in index order, like the kernel's loop."""
+    x = F32(0.0)
+    for f in range(a.shape[0]):
+        x = F32(x + F32(a[f] * b[f]))
+    return x
+
+
+def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_2=0.999, eps=1e-8):
+    """One textbook step of sgd / adagrad / lazy adam on ``w[row]`` (in place, float32)."""
+    lr, beta_1, beta_2, eps = F32(lr), F32(beta_1), F32(beta_2), F32(eps)
+    if opt == "sgd":
+        w[row] = w[row] - lr * g
+    elif opt == "adagrad":
+        state["sum_sq"][row] = state["sum_sq"][row] + g * g
+        w[row] = w[row] - lr * g / (np.sqrt(state["sum_sq"][row]) + eps)
+    else:
+        state["t"][row] += 1
+        t = state["t"][row]
+        alpha = F32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        state["m"][row] = beta_1 * state["m"][row] + (F32(1) - beta_1) * g
+        state["v"][row] = beta_2 * state["v"][row] + (F32(1) - beta_2) * g * g
+        w[row] = w[row] - alpha * state["m"][row] / (np.sqrt(state["v"][row]) + eps)
+
+
+def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
+                  states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg):
+    """Serial twin of ``_train_epoch_chunks``; modifies U, V, the states; returns the loss sum."""
+    n_items, k = V.shape
+    reg = F32(reg)
+    total = 0.0
+    for c in range(len(chunk_bounds) - 1):
+        state = states[c]
+        for u in user_order[chunk_bounds[c]:chunk_bounds[c + 1]]:
+            row = indices[indptr[u]:indptr[u + 1]]
+            order = list(range(len(row)))
+            for a in range(len(row) - 1, 0, -1):
+                state, b = _next_below(state, a + 1)
+                order[a], order[b] = order[b], order[a]
+            for a in order:
+                i = row[a]
+                state, j = draw_negative(state, row, n_items, negatives)
+                if j >= 0:
+                    best = None
+                    for _ in range(n_candidates - 1):
+                        if best is None:
+                            best = dot32(U[u], V[j])
+                        state, j2 = draw_negative(state, row, n_items, negatives)
+                        score = dot32(U[u], V[j2])
+                        if score > best:
+                            best, j = score, j2
+                if j < 0:
+                    continue
+                x = dot32(U[u], V[i] - V[j])
+                value, dx = loss_and_grad(loss, float(x))
+                total += value
+                if i == j:
+                    continue
+                g = F32(dx)
+                gu = g * (V[i] - V[j]) + reg * U[u]
+                gi = g * U[u] + reg * V[i]
+                gj = reg * V[j] - g * U[u]
+                cols = slice(0, n_user_cols)
+                u_row = U[u:u + 1, cols]  # a view: the step writes through
+                optimizer_step(opt, u_row, gu[cols], _rows(user_state, u, cols), 0, lr)
+                optimizer_step(opt, V, gi, item_state, i, lr)
+                optimizer_step(opt, V, gj, item_state, j, lr)
+        states[c] = state
+    return total
+
+
+def _rows(state, row, cols):
+    """Views of one row's optimiser state, restricted to ``cols``."""
+    view = {}
+    for key, value in state.items():
+        if key == "t":
+            view[key] = value[row:row + 1]
+        else:
+            view[key] = value[row:row + 1, cols]
+    return view
+
+
+def keras_epochs(U, V, users, positives, negatives, batch_size, epochs, lr=0.001, beta_1=0.9,
+                 beta_2=0.999, eps=1e-7, loss="sigmoid", state=None):
+    """Keras's training loop from the formulas: batch-mean loss, dense Adam on all rows.
+
+    Returns the new ``(U, V, state)``; ``state`` holds m, v of both matrices and the step.
+    """
+    U = U.copy()
+    V = V.copy()
+    if state is None:
+        state = {"mU": np.zeros_like(U), "vU": np.zeros_like(U),
+                 "mV": np.zeros_like(V), "vV": np.zeros_like(V), "t": 0}
+    lr, beta_1, beta_2, eps = F32(lr), F32(beta_1), F32(beta_2), F32(eps)
+    n = len(users)
+    for _ in range(epochs):
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            gU = np.zeros_like(U)
+            gV = np.zeros_like(V)
+            for s in range(start, stop):
+                u, i, j = users[s], positives[s], negatives[s]
+                x = float(np.dot(U[u].astype(np.float64), V[i].astype(np.float64))
+                          - np.dot(U[u].astype(np.float64), V[j].astype(np.float64)))
+                _, dx = loss_and_grad(loss, x)
+                g = F32(dx / (stop - start))
+                gU[u] += g * V[i]
+                gU[u] -= g * V[j]
+                gV[i] += g * U[u]
+                gV[j] -= g * U[u]
+            state["t"] += 1
+            t = state["t"]
+            alpha = F32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+            for W, G, m, v in ((U, gU, "mU", "vU"), (V, gV, "mV", "vV")):
+                state[m] = beta_1 * state[m] + (F32(1) - beta_1) * G
+                state[v] = beta_2 * state[v] + (F32(1) - beta_2) * G * G
+                W -= alpha * state[m] / (np.sqrt(state[v]) + eps)
+    return U, V, state

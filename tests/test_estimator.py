@@ -1,0 +1,151 @@
+"""The BPR estimator: parameters, determinism, inputs, learning."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bpr_numba.estimator import BPR
+
+from conftest import sparse_interactions
+
+
+def _planted_blocks(n_users=60, n_items=40, n_blocks=4, seed=0):
+    """Users like the items of their block; one liked item per user is held out."""
+    rng = np.random.default_rng(seed)
+    user_block = np.arange(n_users) % n_blocks
+    item_block = np.arange(n_items) % n_blocks
+    liked = user_block[:, None] == item_block[None, :]
+    test = np.zeros_like(liked)
+    for u in range(n_users):
+        test[u, rng.choice(np.flatnonzero(liked[u]))] = True
+    train = liked & ~test
+    return sp.csr_matrix(train.astype(np.float32)), sp.csr_matrix(test.astype(np.float32))
+
+
+def _auc(model, test, train=None):
+    """full_auc, or auc_score with train items removed when ``train`` is given."""
+    from bpr_numba.metrics import auc_score, full_auc
+    if train is None:
+        return full_auc(model, test)
+    return auc_score(model, test, train)
+
+
+def test_same_seed_one_thread_is_bit_identical_and_seeds_differ():
+    X, _ = _planted_blocks()
+    a = BPR(factors=8, epochs=3, num_threads=1, random_state=7).fit(X)
+    b = BPR(factors=8, epochs=3, num_threads=1, random_state=7).fit(X)
+    c = BPR(factors=8, epochs=3, num_threads=1, random_state=8).fit(X)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    assert not np.array_equal(a.item_factors, c.item_factors)
+
+
+@pytest.mark.parametrize("random_state", [3, np.random.SeedSequence(3),
+                                          np.random.default_rng(3), np.random.RandomState(3)])
+def test_every_documented_seed_type_gives_a_reproducible_run(random_state):
+    import copy
+    X, _ = _planted_blocks()
+    a = BPR(factors=4, epochs=1, num_threads=1, random_state=copy.deepcopy(random_state)).fit(X)
+    b = BPR(factors=4, epochs=1, num_threads=1, random_state=copy.deepcopy(random_state)).fit(X)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam", "dense-adam"])
+@pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
+def test_every_optimizer_learns_planted_blocks(optimizer, loss):
+    train, test = _planted_blocks()
+    kwargs = dict(factors=8, epochs=30, loss=loss, optimizer=optimizer, random_state=0)
+    if optimizer == "dense-adam":
+        kwargs.update(learning_rate=0.05, negatives="uniform", negative_candidates=1,
+                      item_bias=False, batch_size=16)
+    elif loss == "sigmoid":
+        kwargs.update(learning_rate={"sgd": 0.5, "adagrad": 0.3, "adam": 0.05}[optimizer])
+    model = BPR(**kwargs)
+    model.initialize(*train.shape)
+    before = _auc(model, test, train)
+    model.fit(train)
+    assert 0.3 < before < 0.7
+    assert _auc(model, test, train) > 0.9
+    losses = [h["loss"] for h in model.history_]
+    assert len(losses) == 30 and losses[-1] < losses[0]
+
+
+def test_fit_partial_continues_and_fit_restarts():
+    X, _ = _planted_blocks()
+    model = BPR(factors=4, epochs=2, num_threads=1, random_state=0).fit(X)
+    after_fit = model.item_factors.copy()
+    model.fit_partial(X, epochs=1)
+    assert model.n_epochs_done_ == 3 and len(model.history_) == 3
+    assert not np.array_equal(model.item_factors, after_fit)
+    model.fit(X)
+    assert model.n_epochs_done_ == 2
+    np.testing.assert_array_equal(model.item_factors, after_fit)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok"])
+def test_any_sparse_format_gives_the_same_model(fmt):
+    X, _ = _planted_blocks()
+    ref = BPR(factors=4, epochs=1, num_threads=1, random_state=0).fit(X)
+    model = BPR(factors=4, epochs=1, num_threads=1, random_state=0).fit(X.asformat(fmt))
+    np.testing.assert_array_equal(model.item_factors, ref.item_factors)
+
+
+def test_explicit_zeros_and_duplicates_are_normalised():
+    X, _ = _planted_blocks()
+    coo = X.tocoo()
+    rows = np.concatenate([coo.row, coo.row[:5], [0]])
+    cols = np.concatenate([coo.col, coo.col[:5], [int(np.flatnonzero(X[0].toarray() == 0)[0])]])
+    data = np.concatenate([coo.data * 3, np.ones(5), [0.0]])
+    messy = sp.coo_matrix((data, (rows, cols)), shape=X.shape)
+    ref = BPR(factors=4, epochs=1, num_threads=1, random_state=0).fit(X)
+    model = BPR(factors=4, epochs=1, num_threads=1, random_state=0).fit(messy)
+    np.testing.assert_array_equal(model.item_factors, ref.item_factors)
+
+
+def test_factors_are_float32_c_contiguous_with_bias_column():
+    X, _ = _planted_blocks()
+    model = BPR(factors=6, epochs=1).fit(X)
+    for f in (model.user_factors, model.item_factors):
+        assert f.dtype == np.float32 and f.flags.c_contiguous and f.shape[1] == 7
+    assert np.all(model.user_factors[:, -1] == 1.0)
+    assert model.n_parameters == (X.shape[0] * 6, X.shape[1] * 7)
+
+
+def test_get_params_set_params_clone():
+    model = BPR(factors=12, learning_rate=0.3, random_state=4)
+    clone = BPR(**model.get_params())
+    assert clone.get_params() == model.get_params()
+    assert model.set_params(epochs=3) is model and model.epochs == 3
+    with pytest.raises(ValueError, match="Invalid parameter 'factor'"):
+        model.set_params(factor=3)
+    assert "factors=12" in repr(model)
+
+
+def test_init_stores_parameters_unchanged():
+    model = BPR(factors="bad", loss="nope")
+    assert model.factors == "bad" and model.loss == "nope"
+
+
+@given(X=sparse_interactions(), negatives=st.sampled_from(["uniform", "unseen"]))
+def test_training_random_inputs_gives_finite_factors(X, negatives):
+    lengths = np.diff(X.indptr)
+    if negatives == "unseen" and np.all(lengths[lengths > 0] == X.shape[1]):
+        with pytest.raises(ValueError, match="every item"):
+            BPR(factors=3, epochs=1, negatives=negatives).fit(X)
+        return
+    model = BPR(factors=3, epochs=2, negatives=negatives, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.user_factors)) and np.all(np.isfinite(model.item_factors))
+    assert model.user_factors.shape[0] == X.shape[0]
+    assert model.item_factors.shape[0] == X.shape[1]
+
+
+def test_movielens_training_lifts_full_auc_above_090(movielens):
+    train, test = movielens
+    model = BPR(random_state=0)
+    model.initialize(*train.shape)
+    before = _auc(model, test)
+    model.fit(train)
+    assert abs(before - 0.5) < 0.05
+    assert _auc(model, test) >= 0.90

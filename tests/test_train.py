@@ -1,0 +1,152 @@
+"""The per-sample kernel against its NumPy twin, the losses against finite differences."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+
+import numba
+
+from bpr_numba._losses import LOSSES, _loss_and_grad
+from bpr_numba._optim import OPTIMIZERS
+from bpr_numba._sampling import NEGATIVES
+from bpr_numba._train import _train_epoch_chunks, plan_epoch
+
+from conftest import sparse_interactions
+import reference
+
+F32 = np.float32
+
+
+@pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
+@given(x=st.floats(-30, 30))
+def test_loss_gradient_matches_finite_differences(loss, x):
+    code = LOSSES[loss]
+    h = 1e-5
+    value, grad = _loss_and_grad(code, x)
+    numeric = (_loss_and_grad(code, x + h)[0] - _loss_and_grad(code, x - h)[0]) / (2 * h)
+    assert_allclose(grad, numeric, rtol=1e-4, atol=1e-8)
+    ref_value, ref_grad = reference.loss_and_grad(loss, x)
+    assert_allclose([value, grad], [ref_value, ref_grad], rtol=1e-9, atol=1e-12)
+
+
+def test_bpr_loss_is_stable_for_large_margins():
+    value, grad = _loss_and_grad(LOSSES["bpr"], -800.0)
+    assert value == pytest.approx(800.0) and grad == pytest.approx(-1.0)
+    value, grad = _loss_and_grad(LOSSES["bpr"], 800.0)
+    assert value == 0.0 and grad == pytest.approx(0.0)
+
+
+def _state(shape, opt):
+    empty2, empty1 = np.zeros((0, 0), F32), np.zeros(0, np.int64)
+    n = shape[0]
+    kernel = dict(sum_sq=empty2, m=empty2, v=empty2, t=empty1)
+    ref = {}
+    if opt == "adagrad":
+        kernel["sum_sq"] = np.zeros(shape, F32)
+        ref = {"sum_sq": kernel["sum_sq"].copy()}
+    elif opt == "adam":
+        kernel.update(m=np.zeros(shape, F32), v=np.zeros(shape, F32), t=np.zeros(n, np.int64))
+        ref = {"m": kernel["m"].copy(), "v": kernel["v"].copy(), "t": kernel["t"].copy()}
+    return kernel, ref
+
+
+def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2):
+    rng = np.random.default_rng(seed)
+    n_users, n_items = X.shape
+    k = 5
+    U = rng.uniform(-0.5, 0.5, (n_users, k)).astype(F32)
+    V = rng.uniform(-0.5, 0.5, (n_items, k)).astype(F32)
+    n_user_cols = k
+    if bias:
+        U[:, -1] = 1.0
+        n_user_cols = k - 1
+    Ur, Vr = U.copy(), V.copy()
+    ku, ru = _state(U.shape, opt)
+    ki, ri = _state(V.shape, opt)
+    n_chunks = 7
+    states = np.random.SeedSequence(seed).generate_state(n_chunks, np.uint64)
+    states_ref = states.copy()
+    indptr = X.indptr.astype(np.int64)
+    indices = X.indices.astype(np.int32)
+    lengths = np.diff(indptr)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for _ in range(epochs):
+            order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
+            loss_sum, n_trained, n_skipped = _train_epoch_chunks(
+                indptr, indices, order, bounds, U, V,
+                ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
+                states, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
+                n_candidates, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8))
+            ref_loss = reference.hogwild_epoch(
+                indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
+                negatives, n_user_cols, n_candidates, lr, reg)
+            assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(states, states_ref)
+    return (U, V), (Ur, Vr), (n_trained, n_skipped)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
+@given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
+       negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.sampled_from([1, 3]),
+       bias=st.booleans())
+def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candidates, bias):
+    (U, V), (Ur, Vr), _ = _run_both(X, opt, loss, negatives, n_candidates, bias, seed)
+    # float32 rounding may differ in the last bits (numba vs NumPy power and
+    # sqrt); a wrong formula moves the factors by ~lr = 0.05.
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+    if bias:
+        assert np.all(U[:, -1] == 1.0)
+
+
+def test_one_sgd_step_is_the_textbook_update():
+    # One user, item 0 positive, item 1 the only unseen item: the sample is (0, 0, 1).
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1, 0]], F32))
+    U = np.array([[0.1, -0.2, 0.3]], F32)
+    V = np.array([[0.2, 0.1, -0.1], [-0.3, 0.2, 0.4]], F32)
+    u0, p0, n0 = U[0].copy(), V[0].copy(), V[1].copy()
+    lr, reg = 0.1, 0.01
+    e = np.zeros((0, 0), F32)
+    t = np.zeros(0, np.int64)
+    states = np.zeros(1, np.uint64)
+    _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+                        np.array([0], np.int64), np.array([0, 1], np.int64), U, V,
+                        e, e, e, e, t, e, e, t, states, LOSSES["bpr"], OPTIMIZERS["sgd"],
+                        NEGATIVES["unseen"], 3, 1, F32(lr), F32(reg), F32(0.9), F32(0.999),
+                        F32(1e-8))
+    x = float(u0 @ (p0 - n0))
+    g = -1.0 / (1.0 + math.exp(x))  # d/dx of -log sigmoid(x)
+    assert_allclose(U[0], u0 - lr * (g * (p0 - n0) + reg * u0), rtol=1e-5)
+    assert_allclose(V[0], p0 - lr * (g * u0 + reg * p0), rtol=1e-5)
+    assert_allclose(V[1], n0 - lr * (-g * u0 + reg * n0), rtol=1e-5)
+
+
+@given(X=sparse_interactions(max_users=10, max_items=12), seed=st.integers(0, 2**31))
+def test_unseen_negatives_skip_only_users_with_every_item(X, seed):
+    _, _, (n_trained, n_skipped) = _run_both(X, "sgd", "bpr", "unseen", 1, False, seed, epochs=1)
+    lengths = np.diff(X.indptr)
+    full = lengths == X.shape[1]
+    assert n_skipped.sum() == lengths[full].sum()
+    assert n_trained.sum() == lengths[~full].sum()
+
+
+def test_plan_epoch_covers_every_trainable_user_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 20, 500)
+    trainable = np.flatnonzero(lengths)
+    order, bounds = plan_epoch(lengths, trainable, rng, 16)
+    assert sorted(order.tolist()) == trainable.tolist()
+    assert bounds[0] == 0 and bounds[-1] == order.size and np.all(np.diff(bounds) >= 0)
+    per_chunk = [lengths[order[a:b]].sum() for a, b in zip(bounds[:-1], bounds[1:])]
+    assert max(per_chunk) <= lengths.sum() / 16 + lengths.max()
