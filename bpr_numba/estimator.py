@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import time
 import warnings
 
@@ -28,7 +27,7 @@ _LAZY_EPSILON = 1e-8
 _TRIPLETS_PER_CALL = 200_000
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(FloatingPointError, ValueError):
     """Raised when the factors become NaN or infinite during training."""
 
 
@@ -319,7 +318,8 @@ class BPR:
         self._opt_state = state
 
     # ---------------------------------------------------------------- training
-    def fit(self, interactions, y=None, *, show_progress=False):
+    def fit(self, interactions, y=None, *, validation=None, metric="auc", patience=3,
+            callbacks=None, show_progress=True):
         """Fit the model from scratch on ``interactions``.
 
         Parameters
@@ -328,20 +328,46 @@ class BPR:
             Stored non-zeros are positives (explicit zeros ignored, duplicates
             merged); COO, CSR and CSC are all accepted.
         y : ignored
+        validation : scipy.sparse matrix, shape (n_users, n_items), optional
+            Held-out positives scored after every epoch with ``metric``; the
+            training positives are removed from the candidates (except for
+            ``"full_auc"``, the notebook's metric).
+        metric : str
+            ``"auc"``, ``"full_auc"``, ``"precision@k"``, ``"recall@k"``,
+            ``"ndcg@k"``, ``"map@k"`` or ``"mrr"``; higher is better.
+        patience : int or None
+            With ``validation``: stop after this many epochs without a better
+            metric, and restore the factors of the best epoch (a copy of the
+            factors is kept for that). None never stops early.
+        callbacks : list of callable, optional
+            Each called as ``callback(epoch, record)`` after every epoch, with
+            the epoch's ``history_`` record; returning False stops training.
         show_progress : bool
+            A progress bar over the epochs (tqdm), shown only on a terminal.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        TrainingDivergedError
+            The factors became NaN or infinite; the model keeps the factors of
+            the last finite epoch.
+        KeyboardInterrupt
+            Re-raised after restoring the factors of the last completed epoch.
         """
         X = v.check_interactions(interactions, "interactions")
+        plan = self._check_training_options(X, validation, metric, patience, callbacks)
         self.initialize(*X.shape)
-        return self._train(X, self._params["epochs"], show_progress)
+        return self._train(X, self._params["epochs"], plan, show_progress)
 
-    def fit_partial(self, interactions, epochs=1, *, show_progress=False):
+    def fit_partial(self, interactions, epochs=1, *, validation=None, metric="auc",
+                    patience=None, callbacks=None, show_progress=False):
         """Continue training from the current factors and optimiser state.
 
         On a model that was never fitted this starts from a fresh initialisation.
+        The keyword arguments are those of :meth:`fit`.
 
         Returns
         -------
@@ -349,11 +375,37 @@ class BPR:
         """
         X = v.check_interactions(interactions, "interactions")
         epochs = v.check_positive_int(epochs, "epochs")
+        plan = self._check_training_options(X, validation, metric, patience, callbacks)
         if getattr(self, "_user_factors", None) is None:
             self.initialize(*X.shape)
         else:
             self._check_shape(X, "interactions")
-        return self._train(X, epochs, show_progress)
+            self._params = self._checked_params()
+        return self._train(X, epochs, plan, show_progress)
+
+    def _check_training_options(self, X, validation, metric, patience, callbacks):
+        plan = {"validation": None, "metric": None, "patience": None, "callbacks": []}
+        if validation is not None:
+            from .metrics import parse_metric
+
+            val = v.check_interactions(validation, "validation", allow_empty=True)
+            if val.shape != X.shape:
+                raise ValueError(
+                    f"validation has shape {val.shape}, but interactions have shape {X.shape}; "
+                    "expected the same users and items."
+                )
+            parse_metric(metric)
+            plan.update(validation=val, metric=metric)
+            if patience is not None:
+                plan["patience"] = v.check_positive_int(patience, "patience")
+        if callbacks is not None:
+            if callable(callbacks):
+                callbacks = [callbacks]
+            for cb in callbacks:
+                if not callable(cb):
+                    raise TypeError(f"callbacks must be callables; got {cb!r}.")
+            plan["callbacks"] = list(callbacks)
+        return plan
 
     def _check_shape(self, X, name):
         expected = (self._user_factors.shape[0], self._item_factors.shape[0])
@@ -363,19 +415,80 @@ class BPR:
                 f"{expected[1]} items; expected shape {expected}."
             )
 
-    def _train(self, X, epochs, show_progress):
+    def _train(self, X, epochs, plan, show_progress):
+        from tqdm.auto import tqdm
+
         p = self._params
-        for _ in range(epochs):
-            start = time.perf_counter()
-            if p["optimizer"] == "dense-adam":
-                record = self._keras_epoch(X)
-            else:
-                record = self._hogwild_epoch(X)
-            record["seconds"] = time.perf_counter() - start
-            self.n_epochs_done_ += 1
-            record["epoch"] = self.n_epochs_done_
-            self.history_.append(record)
+        best = None
+        waited = 0
+        bar = tqdm(total=epochs, desc="BPR", unit="epoch",
+                   disable=None if show_progress else True, leave=False)
+        try:
+            for _ in range(epochs):
+                epoch = self.n_epochs_done_ + 1
+                snapshot = (self._user_factors.copy(), self._item_factors.copy())
+                start = time.perf_counter()
+                try:
+                    if p["optimizer"] == "dense-adam":
+                        record = self._keras_epoch(X)
+                    else:
+                        record = self._hogwild_epoch(X)
+                except KeyboardInterrupt:
+                    self._user_factors, self._item_factors = snapshot
+                    warnings.warn(
+                        f"training interrupted during epoch {epoch}: the model keeps the factors "
+                        f"of epoch {epoch - 1} (n_epochs_done_ = {self.n_epochs_done_}).",
+                        RuntimeWarning, stacklevel=3)
+                    raise
+                self._check_finite(epoch, snapshot)
+                record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
+                self.n_epochs_done_ = epoch
+                if plan["validation"] is not None:
+                    from .metrics import evaluate
+
+                    train = None if plan["metric"] == "full_auc" else X
+                    record[plan["metric"]] = evaluate(
+                        self, plan["validation"], train, metrics=(plan["metric"],),
+                        num_threads=p["num_threads"])[plan["metric"]]
+                self.history_.append(record)
+                bar.update(1)
+                bar.set_postfix({k: round(val, 4) for k, val in record.items()
+                                 if k not in ("epoch", "skipped", "seconds")})
+                stop = False
+                for cb in plan["callbacks"]:
+                    if cb(epoch, record) is False:
+                        stop = True
+                if plan["validation"] is not None:
+                    score = record[plan["metric"]]
+                    if best is None or score > best[0]:
+                        best = (score, epoch, self._user_factors.copy(), self._item_factors.copy())
+                        waited = 0
+                    else:
+                        waited += 1
+                        if plan["patience"] is not None and waited >= plan["patience"]:
+                            stop = True
+                if stop:
+                    break
+        finally:
+            bar.close()
+        if best is not None and plan["patience"] is not None and best[1] != self.n_epochs_done_:
+            self._user_factors, self._item_factors = best[2], best[3]
+            self.best_epoch_ = best[1]
+        elif best is not None:
+            self.best_epoch_ = best[1]
         return self
+
+    def _check_finite(self, epoch, snapshot):
+        bad = [name for name, a in (("user", self._user_factors), ("item", self._item_factors))
+               if not np.isfinite(a).all()]
+        if bad:
+            self._user_factors, self._item_factors = snapshot
+            self._reset_optimizer_state()
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch} (non-finite {' and '.join(bad)} factors); "
+                f"lower learning_rate ({self._params['learning_rate']}) or raise regularization. "
+                f"The model keeps the factors of epoch {epoch - 1}; its optimiser state is reset."
+            )
 
     def _with_threads(self, func, *args):
         n = self._params["num_threads"] or numba.config.NUMBA_NUM_THREADS
@@ -502,9 +615,59 @@ class BPR:
             raise ValueError("no triplets given: users, positives and negatives are empty.")
         for _ in range(epochs):
             start = time.perf_counter()
+            snapshot = (self._user_factors.copy(), self._item_factors.copy())
             order = self._order_rng.permutation(users.size) if shuffle else slice(None)
             loss_sum = self._run_triplets(users[order], positives[order], negatives[order])
+            self._check_finite(self.n_epochs_done_ + 1, snapshot)
             self.n_epochs_done_ += 1
             self.history_.append({"epoch": self.n_epochs_done_, "loss": loss_sum / users.size,
                                   "skipped": 0, "seconds": time.perf_counter() - start})
         return self
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the model to one ``.npz`` file, atomically (no pickle).
+
+        The file holds a format version, the parameters as JSON, the factors,
+        ``n_epochs_done_`` and ``history_``; the optimiser state is not saved,
+        so ``fit_partial`` after :meth:`load` starts with fresh optimiser state.
+        """
+        from .persistence import save_arrays
+
+        self._check_fitted()
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # Generators and the like are not JSON
+        extra = {"n_epochs_done": int(self.n_epochs_done_),
+                 "history": [{k: (float(x) if isinstance(x, (float, np.floating)) else int(x))
+                              for k, x in rec.items()} for rec in self.history_],
+                 "has_bias_column": bool(self._has_bias_column)}
+        save_arrays(path, params, self._user_factors, self._item_factors, extra)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Truncated, damaged, foreign or newer-version files.
+        """
+        from .persistence import load_arrays
+
+        header, users, items = load_arrays(path)
+        try:
+            model = cls(**header["params"])
+            model.initialize(users.shape[0], items.shape[0])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path} holds invalid parameters: {exc}") from exc
+        if model._has_bias_column != header.get("has_bias_column", model._has_bias_column) or \
+                model._user_factors.shape != users.shape or model._item_factors.shape != items.shape:
+            raise ValueError(f"{path} is damaged: its factor shapes do not match its parameters.")
+        model._user_factors = np.ascontiguousarray(users)
+        model._item_factors = np.ascontiguousarray(items)
+        model.n_epochs_done_ = int(header.get("n_epochs_done", 0))
+        model.history_ = list(header.get("history", []))
+        return model

@@ -1,0 +1,124 @@
+"""Save and load models: one ``.npz`` with a JSON header, never pickle.
+
+Layout (``FORMAT_VERSION`` 1):
+
+- ``format`` : the string ``"bpr-numba"`` (tells our files from others);
+- ``format_version`` : int64 scalar;
+- ``header`` : JSON text with the estimator parameters, the shapes and
+  ``n_epochs_done`` and ``history``;
+- ``user_factors``, ``item_factors`` : float32 arrays.
+
+Writes are atomic: a temporary file in the target folder, flushed and synced,
+then renamed over the target, so a failed save never damages an existing file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "bpr-numba"
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "format_version", "header", "user_factors", "item_factors")
+
+
+def save_arrays(path, params, user_factors, item_factors, extra=None):
+    """Write a model file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file; ``.npz`` is not appended.
+    params : dict
+        JSON-serialisable estimator parameters.
+    user_factors, item_factors : ndarray of float32
+    extra : dict, optional
+        More JSON-serialisable header entries.
+    """
+    path = Path(path)
+    header = {"params": params, "user_shape": list(user_factors.shape),
+              "item_shape": list(item_factors.shape)}
+    header.update(extra or {})
+    text = json.dumps(header)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, format=np.array(FORMAT_NAME), format_version=np.int64(FORMAT_VERSION),
+                     header=np.array(text), user_factors=user_factors, item_factors=item_factors)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_arrays(path):
+    """Read and check a model file.
+
+    Returns
+    -------
+    header : dict
+    user_factors, item_factors : ndarray of float32
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Not a bpr-numba model file, truncated or damaged, a newer format
+        version, a missing entry, or arrays that do not match the header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _REQUIRED if key not in npz.files]
+            if "format" in npz.files and str(npz["format"]) != FORMAT_NAME:
+                missing = ["format"]
+            if missing and ("format" in missing or "format_version" in missing):
+                raise ValueError(
+                    f"{path} is not a bpr-numba model file (no {missing[0]!r} entry); "
+                    "expected a file written by BPR.save()."
+                )
+            version = int(npz["format_version"])
+            if version > FORMAT_VERSION:
+                raise ValueError(
+                    f"{path} has model format version {version}, newer than this bpr-numba "
+                    f"reads (up to {FORMAT_VERSION}); upgrade bpr-numba to load it."
+                )
+            if missing:
+                raise ValueError(
+                    f"{path} is damaged: the entries {missing} are missing from the model file."
+                )
+            header = json.loads(str(npz["header"]))
+            users = npz["user_factors"]
+            items = npz["item_factors"]
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"{path} is not a readable bpr-numba model file (truncated or damaged: {exc})."
+        ) from exc
+    except ValueError as exc:
+        if "bpr-numba" in str(exc) or "damaged" in str(exc):
+            raise
+        raise ValueError(
+            f"{path} is not a readable bpr-numba model file (truncated or damaged: {exc})."
+        ) from exc
+    for name, array, key in (("user_factors", users, "user_shape"),
+                             ("item_factors", items, "item_shape")):
+        if array.dtype != np.float32 or list(array.shape) != header.get(key):
+            raise ValueError(
+                f"{path} is damaged: {name} has dtype {array.dtype} and shape {array.shape}, "
+                f"the header says float32 and {tuple(header.get(key) or ())}."
+            )
+    return header, users, items

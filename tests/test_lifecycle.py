@@ -1,0 +1,180 @@
+"""Training life cycle: validation, early stopping, callbacks, divergence, Ctrl-C, save/load."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import bpr_numba.estimator as estimator_module
+from bpr_numba import BPR
+from bpr_numba.estimator import TrainingDivergedError
+
+
+def _data(seed=0, n_users=50, n_items=30):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.3
+    test = dense & (rng.random(dense.shape) < 0.2)
+    train = dense & ~test
+    return sp.csr_matrix(train.astype(np.float32)), sp.csr_matrix(test.astype(np.float32))
+
+
+def test_history_has_loss_metric_and_seconds():
+    train, test = _data()
+    model = BPR(factors=4, epochs=3, random_state=0).fit(train, validation=test, metric="auc",
+                                                         patience=None, show_progress=False)
+    assert [r["epoch"] for r in model.history_] == [1, 2, 3]
+    for record in model.history_:
+        assert record["loss"] > 0 and record["seconds"] >= 0 and 0 <= record["auc"] <= 1
+
+
+def test_early_stopping_restores_the_best_epoch():
+    train, test = _data()
+    seen = {}
+
+    def remember(epoch, record):
+        seen[epoch] = (record["auc"], model.item_factors.copy())
+
+    # Random data has no signal: the validation AUC wanders, so patience triggers.
+    model = BPR(factors=8, epochs=40, learning_rate=0.3, regularization=0.0, random_state=0)
+    model.fit(train, validation=test, metric="auc", patience=2, callbacks=[remember],
+              show_progress=False)
+    aucs = [r["auc"] for r in model.history_]
+    best = int(np.argmax(aucs)) + 1
+    assert model.n_epochs_done_ < 40
+    assert model.n_epochs_done_ - best == 2
+    assert model.best_epoch_ == best
+    np.testing.assert_array_equal(model.item_factors, seen[best][1])
+
+
+def test_callback_returning_false_stops():
+    train, _ = _data()
+    calls = []
+    model = BPR(factors=4, epochs=10).fit(
+        train, callbacks=[lambda epoch, record: calls.append(epoch) or epoch < 3],
+        show_progress=False)
+    assert calls == [1, 2, 3] and model.n_epochs_done_ == 3
+
+
+def test_divergence_is_reported_and_last_finite_factors_kept():
+    train, _ = _data()
+    model = BPR(factors=4, epochs=3, optimizer="sgd", learning_rate=1e30, regularization=1.0,
+                random_state=0)
+    model.initialize(*train.shape)
+    start = model.item_factors.copy()
+    with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 1 .*lower learning_rate"):
+        model.fit_partial(train, epochs=3)
+    assert np.all(np.isfinite(model.item_factors))
+    np.testing.assert_array_equal(model.item_factors, start)
+    assert model.n_epochs_done_ == 0
+
+
+def test_keyboard_interrupt_keeps_the_last_completed_epoch(monkeypatch):
+    train, _ = _data()
+    real = estimator_module._train_epoch_chunks
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        out = real(*args)  # the kernel ran (factors changed) when Ctrl-C lands
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", interrupted)
+    model = BPR(factors=4, epochs=5, random_state=0)
+    epoch_one = {}
+    with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="keeps the factors of epoch 1"):
+        model.fit(train, callbacks=[lambda e, r: epoch_one.setdefault("v", model.item_factors.copy())],
+                  show_progress=False)
+    assert model.n_epochs_done_ == 1
+    np.testing.assert_array_equal(model.item_factors, epoch_one["v"])
+    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", real)
+    model.fit_partial(train)  # still usable
+    assert model.n_epochs_done_ == 2
+
+
+def test_save_load_round_trip(tmp_path):
+    train, _ = _data()
+    model = BPR(factors=5, epochs=2, random_state=3).fit(train, show_progress=False)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = BPR.load(path)
+    np.testing.assert_array_equal(loaded.user_factors, model.user_factors)
+    np.testing.assert_array_equal(loaded.item_factors, model.item_factors)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.n_epochs_done_ == 2 and len(loaded.history_) == 2
+    loaded.fit_partial(train)  # trainable after loading
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def _saved(tmp_path):
+    train, _ = _data()
+    path = tmp_path / "model.npz"
+    BPR(factors=3, epochs=1).fit(train, show_progress=False).save(path)
+    return path
+
+
+def test_load_rejects_a_truncated_file(tmp_path):
+    path = _saved(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        BPR.load(path)
+
+
+def test_load_rejects_a_foreign_file(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not a bpr-numba model file"):
+        BPR.load(path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable bpr-numba model file"):
+        BPR.load(text)
+
+
+def _rewrite(path, **changes):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_load_rejects_a_newer_version_and_missing_keys(tmp_path):
+    path = _saved(tmp_path)
+    _rewrite(path, format_version=np.int64(99))
+    with pytest.raises(ValueError, match="version 99, newer"):
+        BPR.load(path)
+    path = _saved(tmp_path)
+    _rewrite(path, item_factors=None)
+    with pytest.raises(ValueError, match="item_factors"):
+        BPR.load(path)
+    path = _saved(tmp_path)
+    _rewrite(path, user_factors=np.zeros((2, 2), np.float64))
+    with pytest.raises(ValueError, match="damaged"):
+        BPR.load(path)
+    with pytest.raises(FileNotFoundError):
+        BPR.load(tmp_path / "missing.npz")
+
+
+def test_a_failed_save_leaves_the_existing_file_intact(tmp_path, monkeypatch):
+    path = _saved(tmp_path)
+    before = path.read_bytes()
+    model = BPR(factors=3, epochs=1).fit(_data(1)[0], show_progress=False)
+
+    def broken_savez(fh, **arrays):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
