@@ -49,7 +49,37 @@ def _build_parser():
     out = train.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object with the results as the last line")
+    out.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    out.add_argument("--plot", metavar="PNG", default=None,
+                     help="draw the per-epoch AUC and loss curve (needs matplotlib: "
+                          "pip install 'bpr-numba[plot]')")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on MovieLens")
+    evaluate.add_argument("--model", required=True, help="model file written by train --save")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--metrics", default="full_auc,auc,precision@10,recall@10,ndcg@10",
+                          help="comma-separated: full_auc, auc, precision@k, recall@k, ndcg@k, "
+                               "map@k, mrr (train items excluded except for full_auc)")
+    evaluate.add_argument("--threads", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    recommend = sub.add_parser("recommend", help="recommend movies to a user with a saved model")
+    recommend.add_argument("--model", required=True, help="model file written by train --save")
+    _add_data_options(recommend)
+    recommend.add_argument("--user", type=int, required=True, help="MovieLens user id (1..943)")
+    recommend.add_argument("-n", type=int, default=10, help="how many movies (default 10)")
+    recommend.add_argument("--include-seen", action="store_true",
+                           help="do not filter the movies the user rated in the train split")
     return parser
+
+
+def _add_data_options(parser):
+    parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
+    parser.add_argument("--split", default="ua", help="ua, ub or u1..u5 (default: ua)")
+    parser.add_argument("--min-rating", type=int, default=4)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding ml-100k/ or ml-100k.zip")
+    parser.add_argument("--no-download", action="store_true")
 
 
 def _model_from_args(args):
@@ -71,17 +101,13 @@ def _model_from_args(args):
 
 
 def _train(args, start):
-    from .datasets import load_movielens
     from .metrics import full_auc
 
     model = _model_from_args(args)
-    train, test = load_movielens("100k", split=args.split, min_rating=args.min_rating,
-                                 data_home=args.data_dir, download=not args.no_download)
+    train, test = _load_data(args)
     print(f"MovieLens 100k, split {args.split}, ratings >= {args.min_rating} as positives: "
           f"{train.nnz:,} train and {test.nnz:,} test positives, matrix {train.shape[0]} x "
           f"{train.shape[1]}")
-    train = train.tocsr()
-    test = test.tocsr()
     model.initialize(*train.shape)
     n_user_params, n_item_params = model.n_parameters
     mode = "Keras-compatible" if args.keras else "fast"
@@ -112,12 +138,93 @@ def _train(args, start):
         print(f"Epoch {epoch:>3}/{n_epochs}: AUC {auc:.4f}  loss {loss:.4f}  {seconds:.2f} s")
     print(f"Final AUC: {aucs[-1]:.4f} after {n_epochs} epochs "
           f"({train_seconds:.2f} s training, {eval_seconds:.2f} s evaluation)")
+    if args.save:
+        model.save(args.save)
+        print(f"Saved the model to {args.save}")
+    if args.plot:
+        _plot(args.plot, aucs, [h["loss"] for h in model.history_], auc_before)
+        print(f"Drew the learning curve in {args.plot}")
     if args.json:
         print(json.dumps({
             "auc_before": auc_before, "auc": aucs, "final_auc": aucs[-1],
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "total_seconds": time.perf_counter() - start,
         }))
+    return 0
+
+
+def _plot(path, aucs, losses, auc_before):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError(
+            "--plot needs matplotlib, which is not installed: pip install 'bpr-numba[plot]' "
+            "(or pip install matplotlib)."
+        ) from None
+    epochs = list(range(len(aucs) + 1))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(epochs, [auc_before] + list(aucs), marker="o", color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("full AUC (test)", color="tab:blue")
+    other = ax.twinx()
+    other.plot(epochs[1:], losses, marker="s", color="tab:red")
+    other.set_ylabel("mean training loss", color="tab:red")
+    ax.set_title("bpr-numba on MovieLens 100k")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _load_data(args):
+    from .datasets import load_movielens
+
+    train, test = load_movielens("100k", split=args.split, min_rating=args.min_rating,
+                                 data_home=args.data_dir, download=not args.no_download)
+    return train.tocsr(), test.tocsr()
+
+
+def _evaluate(args):
+    from .estimator import BPR
+    from .metrics import evaluate
+
+    model = BPR.load(args.model)
+    train, test = _load_data(args)
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    results = evaluate(model, test, train, metrics=names, num_threads=args.threads)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"{args.model} on MovieLens 100k split {args.split} "
+              f"({test.nnz:,} test positives; train items excluded except for full_auc):")
+        for name, value in results.items():
+            print(f"  {name:<14} {value:.4f}")
+    return 0
+
+
+def _recommend(args):
+    from .datasets import load_movielens_titles
+    from .estimator import BPR
+
+    model = BPR.load(args.model)
+    train, _ = _load_data(args)
+    if not 1 <= args.user < model.n_users:
+        raise ValueError(f"--user must be a MovieLens user id in 1..{model.n_users - 1}; "
+                         f"got {args.user}.")
+    titles = load_movielens_titles(data_home=args.data_dir, download=not args.no_download)
+    # Column 0 is not a movie (ids start at 1): never recommend it.
+    ids, scores = model.recommend(args.user, train, N=args.n,
+                                  filter_already_liked_items=not args.include_seen,
+                                  filter_items=[0])
+    seen = train[args.user].nnz
+    print(f"Top {len(ids)} movies for user {args.user} "
+          f"({seen} liked movies in the train split{' shown too' if args.include_seen else ' excluded'}):")
+    for rank, (item, score) in enumerate(zip(ids, scores), start=1):
+        if item < 0:
+            break
+        print(f"{rank:>3}. {titles[item]}  (id {item}, score {score:.3f})")
     return 0
 
 
@@ -129,11 +236,18 @@ def main(argv=None):
     try:
         if args.command == "train":
             return _train(args, start)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "recommend":
+            return _recommend(args)
     except (ValueError, TypeError, OSError, IndexError) as exc:
         if args.debug:
             raise
         print(f"bpr-numba: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("bpr-numba: interrupted", file=sys.stderr)
+        return 130
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -624,6 +624,119 @@ class BPR:
                                   "skipped": 0, "seconds": time.perf_counter() - start})
         return self
 
+    # --------------------------------------------------------- using a model
+    def predict(self, user_ids, item_ids):
+        """Scores of the pairs ``(user_ids[k], item_ids[k])``.
+
+        Parameters
+        ----------
+        user_ids, item_ids : int or array-like of int, shape (n,)
+
+        Returns
+        -------
+        float32 or ndarray of float32, shape (n,)
+        """
+        self._check_fitted()
+        users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
+        items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
+        if users.size != items.size:
+            raise ValueError(
+                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
+            )
+        scores = np.einsum("ij,ij->i", self._user_factors[users], self._item_factors[items],
+                           dtype=np.float32)
+        return scores[0] if scalar_u and scalar_i else scores
+
+    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
+                  filter_items=None, items=None):
+        """Best ``N`` items for one user or several, by score.
+
+        Parameters
+        ----------
+        userid : int or array-like of int
+        user_items : scipy.sparse matrix, optional
+            Either one row per id in ``userid`` (implicit's convention) or the
+            whole users x items matrix (rows picked by ``userid``); needed when
+            ``filter_already_liked_items`` is True.
+        N : int
+        filter_already_liked_items : bool
+            Leave out the items in the user's row of ``user_items``.
+        filter_items : array-like of int, optional
+            Items never recommended.
+        items : array-like of int, optional
+            Rank only these items.
+
+        Returns
+        -------
+        ids : ndarray of int32
+        scores : ndarray of float32
+            For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
+            array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
+            Sorted by score (ties by item id).
+        """
+        from ._topk import topk_items
+
+        self._check_fitted()
+        users, scalar = v.check_ids(userid, "userid", self.n_users, "users")
+        N = v.check_positive_int(N, "N")
+        exclude_indptr = exclude_indices = None
+        if filter_already_liked_items:
+            if user_items is None:
+                raise ValueError(
+                    "filter_already_liked_items=True needs user_items: pass the users x items "
+                    "matrix (or the rows of the given users), or set "
+                    "filter_already_liked_items=False."
+                )
+            liked = v.check_interactions(user_items, "user_items", allow_empty=True)
+            if liked.shape[1] != self.n_items:
+                raise ValueError(
+                    f"user_items has {liked.shape[1]} columns, but the model has {self.n_items} "
+                    "items."
+                )
+            if liked.shape[0] == users.size:
+                rows = np.arange(users.size)
+            elif liked.shape[0] == self.n_users:
+                rows = users
+            else:
+                raise ValueError(
+                    f"user_items has {liked.shape[0]} rows; expected one row per given user "
+                    f"({users.size}) or the whole matrix ({self.n_users} rows)."
+                )
+            exclude_indptr, exclude_indices = _gather_rows(liked, rows)
+        ids, scores = topk_items(self._user_factors, self._item_factors, users, N,
+                                 exclude_indptr, exclude_indices, filter_items, items,
+                                 num_threads=self._params["num_threads"])
+        if scalar:
+            keep = ids[0] >= 0
+            return ids[0][keep], scores[0][keep]
+        return ids, scores
+
+    def similar_items(self, itemid, N=10, filter_items=None, items=None):
+        """Items most similar to ``itemid`` by cosine similarity of the item factors.
+
+        The item bias column is left out of the similarity; the item itself
+        is never returned. Shapes follow :meth:`recommend`.
+
+        Returns
+        -------
+        ids : ndarray of int32
+        scores : ndarray of float32
+        """
+        from ._topk import similar_items_topk
+
+        self._check_fitted()
+        item_ids, scalar = v.check_ids(itemid, "itemid", self.n_items, "items")
+        N = v.check_positive_int(N, "N")
+        factors = self._item_factors
+        if self._has_bias_column:
+            factors = np.ascontiguousarray(factors[:, :-1])
+        ids, scores = similar_items_topk(factors, item_ids, N, filter_items, items,
+                                         num_threads=self._params["num_threads"])
+        if scalar:
+            keep = ids[0] >= 0
+            return ids[0][keep], scores[0][keep]
+        return ids, scores
+
     # ------------------------------------------------------------- persistence
     def save(self, path):
         """Write the model to one ``.npz`` file, atomically (no pickle).
@@ -671,3 +784,13 @@ class BPR:
         model.n_epochs_done_ = int(header.get("n_epochs_done", 0))
         model.history_ = list(header.get("history", []))
         return model
+
+
+def _gather_rows(X, rows):
+    """CSR ``(indptr, indices)`` of the rows ``rows`` of ``X``, vectorised."""
+    starts = X.indptr[rows]
+    lengths = X.indptr[rows + 1] - starts
+    indptr = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    offsets = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return indptr, X.indices[offsets].astype(np.int32)

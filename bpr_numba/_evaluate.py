@@ -1,0 +1,522 @@
+"""Evaluation kernel: every per-user ranking metric in one pass over the users.
+
+The Python driver :func:`evaluate_factors` walks over chunks of users. For
+each chunk it computes the score block ``U[chunk] @ V.T`` with BLAS (float32,
+in Python, never inside ``prange``), then calls the single parallel kernel
+:func:`_evaluate_block`, which computes all requested metrics of all users of
+the chunk at once from the score rows and the CSR test/train rows.
+
+Per user, with ``T`` the test items, ``R`` the train items (empty when no
+train matrix is given) and ``n_items`` the catalogue size:
+
+* ``full_auc`` (the 2016 Keras notebook's metric): positives ``T``,
+  negatives every other item, train positives included.
+* every other metric: positives ``P = T \\ R``, candidates every item not in
+  ``R`` (LightFM semantics), negatives ``candidates \\ P``.
+
+Ranking order: score descending, ties broken by item id ascending. AUC counts
+a tied (positive, negative) pair as one half (scikit-learn's
+``roc_auc_score``). A user takes part in a metric only when it has at least
+one positive and one negative for that metric; otherwise its value is NaN.
+
+A user's row is processed in one of two ways, chosen per user (both give
+identical results; no sort of the catalogue, O(n_pos) extra memory):
+
+1. The positives' scores are sorted once (descending, ties by id ascending:
+   a stable sort of the ascending test row). The scores of the user's test
+   and train items are then overwritten with NaN in the score block (scratch
+   space), so the row's non-NaN entries are exactly the negatives ``N``.
+2. "pass" strategy, when the user has at most ``MAX_PASSES`` positives to
+   count (the common case): for each positive ``p`` one vectorised pass over
+   the row counts ``gt`` (negatives scoring above p) and ``eq`` (tied with
+   p). AUC half-pairs: ``2 * (n_neg - gt - eq) + eq``. The rank of the t-th
+   positive (0-based, in sorted order) is ``t + 1 + gt + ties``, where
+   ``ties`` counts tied negatives with a smaller id (a pass over ``row[:p]``,
+   only when ``eq > 0``). Cost O(n_items * n_pos) at about one cycle per
+   (item, positive) pair.
+3. "search" strategy, for users with many positives: one sweep over the
+   negatives; for each negative ``j`` a count in the sorted positive scores
+   (a vectorised linear count up to 64 positives, binary searches beyond)
+   gives ``gt`` and ``ge`` (positives scoring above / at least as high as
+   j): ``gt + ge`` half-pairs. A search by id inside the tie group gives
+   ``q``, the number of positives ranked ahead of ``j``; the sweep counts
+   ``cnt[q] += 1``, and positive ``t`` has rank ``t + 1 + sum(cnt[:t + 1])``.
+   Cost O(n_items log n_pos).
+
+Precision, recall, NDCG, MAP at any k and MRR follow from the positives'
+ranks. For ``full_auc`` with a train matrix, the user's train items (not in
+test) are added back as negatives by one count each in the sorted test
+scores.
+
+Scores must be finite: NaN marks excluded items inside the kernel.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+# Metric codes understood by the kernel (module constants are frozen at
+# compile time: treat them as literals).
+FULL_AUC = 0
+AUC = 1
+PRECISION = 2
+RECALL = 3
+NDCG = 4
+MAP = 5
+MRR = 6
+
+#: Metric names (without "@k") -> (code, takes k).
+METRIC_CODES = {
+    "full_auc": (FULL_AUC, False),
+    "auc": (AUC, False),
+    "precision": (PRECISION, True),
+    "recall": (RECALL, True),
+    "ndcg": (NDCG, True),
+    "map": (MAP, True),
+    "mrr": (MRR, False),
+}
+
+# Largest score block (bytes) computed at once; 64 MB keeps a chunk in memory
+# comfortably and is large enough for BLAS to run at full speed.
+_BLOCK_BYTES = 64 * 2**20
+_MAX_CHUNK_USERS = 4096
+# Users with at most this many positives to count use the "pass" strategy
+# (one vectorised pass over the row per positive, ~0.3 ns per item and
+# positive on this machine's AVX-512 cores); beyond it the "search" strategy
+# (~10-50 ns per item) is cheaper.
+MAX_PASSES = 128
+# Up to this many positives, a branch-free linear count (which LLVM
+# vectorises) beats a binary search, whose branches the CPU cannot predict.
+_LINEAR_COUNT_MAX = 64
+# Sorted positive scores are padded with -inf to a multiple of this length,
+# so the linear count runs over whole vectors without a remainder loop.
+_PAD = 16
+
+
+@njit(cache=True)
+def _sort_positives(row, indices, start, stop):
+    """Scores and ids of the positives, score descending, ties by id ascending.
+
+    Parameters
+    ----------
+    row : ndarray of float32, shape (n_items,)
+        Scores of one user.
+    indices : ndarray of int32 or int64
+        Item ids, ascending within ``[start, stop)``.
+
+    Returns
+    -------
+    scores : ndarray of float32, shape (n_pad,)
+        The ``stop - start`` sorted scores, then -inf up to a multiple of
+        ``_PAD`` (for the vectorised count in :func:`_count_above`).
+    ids : ndarray of int64, shape (stop - start,)
+    """
+    n = stop - start
+    raw = np.empty(n, np.float32)
+    for a in range(n):
+        raw[a] = -row[indices[start + a]]
+    # Stable sort of an id-ascending list by -score: ties keep id order.
+    order = np.argsort(raw, kind="mergesort")
+    scores = np.full((n + _PAD - 1) // _PAD * _PAD, -np.inf, np.float32)
+    ids = np.empty(n, np.int64)
+    for a in range(n):
+        b = order[a]
+        scores[a] = -raw[b]
+        ids[a] = indices[start + b]
+    return scores, ids
+
+
+@njit(cache=True)
+def _count_above(desc, n, s):
+    """Return ``(gt, ge)``: how many of ``desc[:n]`` are > s and >= s.
+
+    ``desc`` is sorted in descending order and padded with -inf beyond ``n``
+    up to a multiple of ``_PAD``; ``s`` is finite.
+    """
+    if n == 0 or s < desc[n - 1]:
+        return n, n
+    if n <= _LINEAR_COUNT_MAX:
+        gt = 0
+        for t in range(desc.shape[0]):
+            gt += desc[t] > s
+        ge = gt
+        while ge < n and desc[ge] == s:
+            ge += 1
+        return gt, ge
+    if s > desc[0]:
+        return 0, 0
+    lo = 0
+    hi = n
+    while lo < hi:  # first index with desc[i] <= s
+        mid = (lo + hi) >> 1
+        if desc[mid] > s:
+            lo = mid + 1
+        else:
+            hi = mid
+    gt = lo
+    hi = n
+    while lo < hi:  # first index with desc[i] < s
+        mid = (lo + hi) >> 1
+        if desc[mid] >= s:
+            lo = mid + 1
+        else:
+            hi = mid
+    return gt, lo
+
+
+@njit(cache=True)
+def _ahead_in_ties(ids, gt, ge, j):
+    """Positives of the tie group ``ids[gt:ge]`` (ascending) with id < j, plus ``gt``."""
+    lo = gt
+    hi = ge
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ids[mid] < j:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _count_row(row, s):
+    """Return ``(gt, eq)``: entries of ``row`` > s and == s (NaN counts in neither).
+
+    A branch-free pass that LLVM vectorises.
+    """
+    gt = 0
+    eq = 0
+    for j in range(row.shape[0]):
+        v = row[j]
+        gt += v > s
+        eq += v == s
+    return gt, eq
+
+
+@njit(cache=True)
+def _count_equal_before(row, s, p):
+    """Entries of ``row[:p]`` equal to ``s`` (ties ranked ahead of item p)."""
+    eq = 0
+    for j in range(p):
+        eq += row[j] == s
+    return eq
+
+
+@njit(cache=True, parallel=True)
+def _evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
+                    train_indices, metric_codes, metric_ks, max_passes, out):
+    """Per-user metrics for one chunk of users.
+
+    Parameters
+    ----------
+    scores : ndarray of float32, shape (n_rows, n_items), C-contiguous
+        ``scores[r]`` holds the (finite) scores of user ``user_ids[r]``.
+        Modified: the scores of each user's test and train items are
+        overwritten with NaN (the block is scratch space).
+    user_ids : ndarray of int64, shape (n_rows,)
+    test_indptr : ndarray of int64, shape (n_users + 1,)
+    test_indices : ndarray of int32, shape (nnz_test,)
+        CSR test positives, sorted and without duplicates within each row.
+    train_indptr : ndarray of int64, shape (n_users + 1,)
+    train_indices : ndarray of int32, shape (nnz_train,)
+        CSR train positives excluded from the candidates (all rows empty
+        when no train matrix is given), sorted, no duplicates.
+    metric_codes : ndarray of int64, shape (n_metrics,)
+        One of FULL_AUC, AUC, PRECISION, RECALL, NDCG, MAP, MRR each.
+    metric_ks : ndarray of int64, shape (n_metrics,)
+        Cut-off of each metric (>= 1; ignored by AUC and MRR).
+    max_passes : int
+        A user whose positives need at most this many passes over its row
+        takes the "pass" strategy (one vectorised count over the row per
+        positive, O(n_items * n_pos) but about 20x cheaper per step); other
+        users take the "search" strategy (one count in the sorted positive
+        scores per item, O(n_items log n_pos)). Both give identical results;
+        tests force each with 0 and a huge value.
+    out : ndarray of float64, shape (n_rows, n_metrics)
+        Modified: per-user values, NaN for users excluded from a metric.
+
+    Returns
+    -------
+    None. Each prange iteration writes its own row of ``out`` and ``scores``.
+    """
+    n_rows, n_items = scores.shape
+    n_metrics = metric_codes.shape[0]
+    assert user_ids.shape[0] == n_rows
+    assert out.shape[0] == n_rows and out.shape[1] == n_metrics
+    assert metric_ks.shape[0] == n_metrics
+    need_full = False
+    need_main = False
+    for m in range(n_metrics):
+        if metric_codes[m] == FULL_AUC:
+            need_full = True
+        else:
+            need_main = True
+
+    for r in prange(n_rows):
+        u = user_ids[r]
+        row = scores[r]
+        t0 = test_indptr[u]
+        t1 = test_indptr[u + 1]
+        r0 = train_indptr[u]
+        r1 = train_indptr[u + 1]
+        n_test = t1 - t0
+
+        # One merge of the ascending rows: P = T \ R (main positives) and
+        # X = R \ T (train items: negatives for full_auc only).
+        p_items = np.empty(n_test, np.int64)
+        x_items = np.empty(r1 - r0, np.int64)
+        n_pos = 0
+        n_extra = 0
+        a = t0
+        b = r0
+        while a < t1 or b < r1:
+            if b == r1 or (a < t1 and test_indices[a] < train_indices[b]):
+                p_items[n_pos] = test_indices[a]
+                n_pos += 1
+                a += 1
+            elif a == t1 or train_indices[b] < test_indices[a]:
+                x_items[n_extra] = train_indices[b]
+                n_extra += 1
+                b += 1
+            else:  # in both: neither a main positive nor a negative
+                a += 1
+                b += 1
+        same = n_pos == n_test  # P == T
+        n_neg_full = n_items - n_test  # N and X
+        n_neg_main = n_neg_full - n_extra  # N: neither test nor train
+        do_full = need_full and n_test >= 1 and n_neg_full >= 1
+        do_main = need_main and n_pos >= 1 and n_neg_main >= 1
+
+        if not (do_full or do_main):
+            for m in range(n_metrics):
+                out[r, m] = np.nan
+            continue
+
+        pos_s, pos_id = _sort_positives(row, p_items, 0, n_pos)
+        if do_full and not same:
+            full_s, full_id = _sort_positives(row, test_indices, t0, t1)
+        else:
+            full_s, full_id = pos_s, pos_id
+        extra_s = np.empty(n_extra if do_full else 0, np.float32)
+        for c in range(extra_s.shape[0]):
+            extra_s[c] = row[x_items[c]]
+        # From here on the row's non-NaN entries are exactly the negatives N.
+        for c in range(t0, t1):
+            row[test_indices[c]] = np.nan
+        for c in range(r0, r1):
+            row[train_indices[c]] = np.nan
+
+        main_num = 0  # half-pairs: 2 per (positive > negative), 1 per tie
+        full_num = 0
+        ranks = np.empty(n_pos, np.int64)  # 1-based, ascending
+        shared = do_full and same  # one count per positive serves both
+        n_passes = (n_pos if (do_main or shared) else 0) + (n_test if (do_full and not same) else 0)
+        if n_passes <= max_passes:
+            if do_main or shared:
+                for t in range(n_pos):
+                    s = pos_s[t]
+                    gt, eq = _count_row(row, s)
+                    half = 2 * (n_neg_main - gt - eq) + eq
+                    main_num += half
+                    if shared:
+                        full_num += half
+                    if do_main:
+                        ties = _count_equal_before(row, s, pos_id[t]) if eq > 0 else 0
+                        ranks[t] = t + 1 + gt + ties
+            if do_full and not same:
+                for t in range(n_test):
+                    gt, eq = _count_row(row, full_s[t])
+                    full_num += 2 * (n_neg_main - gt - eq) + eq
+        else:
+            cnt = np.zeros(n_pos + 1, np.int64)
+            for j in range(n_items):
+                s = row[j]
+                if s != s:  # a test or train item
+                    continue
+                if do_main:
+                    gt, ge = _count_above(pos_s, n_pos, s)
+                    main_num += gt + ge
+                    if ge > gt:
+                        cnt[_ahead_in_ties(pos_id, gt, ge, j)] += 1
+                    else:
+                        cnt[gt] += 1
+                    if do_full:
+                        if not same:
+                            gt, ge = _count_above(full_s, n_test, s)
+                        full_num += gt + ge
+                else:
+                    gt, ge = _count_above(full_s, n_test, s)
+                    full_num += gt + ge
+            # Positive t is preceded by t positives and the negatives with q <= t.
+            ahead = 0
+            for t in range(n_pos):
+                ahead += cnt[t]
+                ranks[t] = t + 1 + ahead
+        # Train items are negatives for full_auc only.
+        for c in range(extra_s.shape[0]):
+            gt, ge = _count_above(full_s, n_test, extra_s[c])
+            full_num += gt + ge
+
+        for m in range(n_metrics):
+            code = metric_codes[m]
+            if code == FULL_AUC:
+                if do_full:
+                    out[r, m] = full_num / (2.0 * n_test * n_neg_full)
+                else:
+                    out[r, m] = np.nan
+                continue
+            if not do_main:
+                out[r, m] = np.nan
+                continue
+            k = metric_ks[m]
+            if code == AUC:
+                out[r, m] = main_num / (2.0 * n_pos * n_neg_main)
+            elif code == MRR:
+                out[r, m] = 1.0 / ranks[0]
+            elif code == PRECISION or code == RECALL:
+                hits = 0
+                for t in range(n_pos):
+                    if ranks[t] > k:
+                        break
+                    hits += 1
+                if code == PRECISION:
+                    out[r, m] = hits / k
+                else:
+                    out[r, m] = hits / n_pos
+            elif code == NDCG:
+                dcg = 0.0
+                for t in range(n_pos):
+                    if ranks[t] > k:
+                        break
+                    dcg += 1.0 / np.log2(ranks[t] + 1.0)
+                idcg = 0.0
+                for t in range(min(k, n_pos)):
+                    idcg += 1.0 / np.log2(t + 2.0)
+                out[r, m] = dcg / idcg
+            elif code == MAP:
+                ap = 0.0
+                for t in range(n_pos):
+                    if ranks[t] > k:
+                        break
+                    ap += (t + 1.0) / ranks[t]
+                out[r, m] = ap / min(k, n_pos)
+            else:
+                out[r, m] = np.nan
+
+
+def chunk_rows(n_cols, max_rows=_MAX_CHUNK_USERS):
+    """Rows per chunk so that a float32 block of ``n_cols`` columns stays < 64 MB."""
+    return int(max(1, min(max_rows, _BLOCK_BYTES // (4 * max(1, n_cols)))))
+
+
+class thread_limit:
+    """Context manager: ``numba.set_num_threads(n)`` inside, restored after.
+
+    ``n = 0`` means all of Numba's threads; larger values are clamped to
+    ``numba.config.NUMBA_NUM_THREADS``.
+    """
+
+    def __init__(self, num_threads):
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        n = int(num_threads)
+        self.n = max_threads if n <= 0 else min(n, max_threads)
+
+    def __enter__(self):
+        self.previous = numba.get_num_threads()
+        numba.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.previous)
+        return False
+
+
+def empty_csr_arrays(n_users):
+    """``(indptr, indices)`` of an all-empty CSR matrix with ``n_users`` rows."""
+    return np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32)
+
+
+def evaluate_scores(scores, user_ids, test_indptr, test_indices,
+                    train_indptr, train_indices, metric_codes, metric_ks,
+                    max_passes=MAX_PASSES):
+    """Run the kernel on a copy of a given score block (no BLAS).
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n_rows, n_items)
+        Finite scores; not modified (the kernel works on a float32 copy).
+    user_ids : ndarray of int64, shape (n_rows,)
+        The user of each row of ``scores`` (index into the CSR rows).
+    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
+    test_indices, train_indices : ndarray of int32
+    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
+    max_passes : int
+        Strategy threshold (see :func:`_evaluate_block`): 0 forces the
+        "search" strategy, a huge value the "pass" strategy.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows, n_metrics)
+        NaN where a user is excluded from a metric.
+    """
+    scores = np.array(scores, dtype=np.float32, order="C", copy=True)
+    out = np.empty((scores.shape[0], len(metric_codes)), np.float64)
+    _evaluate_block(
+        scores,
+        np.ascontiguousarray(user_ids, dtype=np.int64),
+        np.ascontiguousarray(test_indptr, dtype=np.int64),
+        np.ascontiguousarray(test_indices, dtype=np.int32),
+        np.ascontiguousarray(train_indptr, dtype=np.int64),
+        np.ascontiguousarray(train_indices, dtype=np.int32),
+        np.ascontiguousarray(metric_codes, dtype=np.int64),
+        np.ascontiguousarray(metric_ks, dtype=np.int64),
+        int(max_passes),
+        out,
+    )
+    return out
+
+
+def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
+                     train_indptr, train_indices, metric_codes, metric_ks,
+                     chunk_users=None):
+    """Per-user metrics of the factor model ``user_factors @ item_factors.T``.
+
+    Only users with at least one test positive are scored. The caller has
+    validated the inputs and set the thread count.
+
+    Parameters
+    ----------
+    user_factors : ndarray of float32, shape (n_users, f), C-contiguous
+    item_factors : ndarray of float32, shape (n_items, f), C-contiguous
+    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
+    test_indices, train_indices : ndarray of int32
+        Sorted CSR rows without duplicates (train rows may all be empty).
+    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
+    chunk_users : int, optional
+        Users per score block; default keeps a block under 64 MB.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_users, n_metrics)
+        NaN for users excluded from a metric (no test positive, no negative).
+    """
+    n_users = user_factors.shape[0]
+    n_items = item_factors.shape[0]
+    out = np.full((n_users, len(metric_codes)), np.nan)
+    users = np.flatnonzero(np.diff(test_indptr) > 0).astype(np.int64)
+    if users.size == 0:
+        return out
+    step = chunk_rows(n_items) if chunk_users is None else int(chunk_users)
+    item_t = item_factors.T
+    block_out = np.empty((min(step, users.size), len(metric_codes)), np.float64)
+    for start in range(0, users.size, step):
+        ids = users[start:start + step]
+        # BLAS in Python, outside prange: one float32 GEMM per chunk.
+        block = np.ascontiguousarray(user_factors[ids] @ item_t)
+        block_view = block_out[:ids.size]
+        _evaluate_block(block, ids, test_indptr, test_indices, train_indptr,
+                        train_indices, metric_codes, metric_ks, MAX_PASSES, block_view)
+        out[ids] = block_view
+    return out

@@ -1,0 +1,372 @@
+"""Ranking metrics of factor models, computed in one parallel pass over the users.
+
+Every function takes a *model*: any object with ``user_factors`` (shape
+``(n_users, f)``) and ``item_factors`` (``(n_items, f)``) attributes, or a
+``(user_factors, item_factors)`` pair. Scores are
+``user_factors @ item_factors.T`` in float32.
+
+Definitions (per user, then averaged over the users that take part):
+
+``full_auc``
+    The 2016 Keras notebook's metric: positives are the user's test items,
+    negatives every other item of the catalogue, *including the user's train
+    positives*. ``train`` is not used.
+``auc``
+    AUC with the user's train positives removed from the candidates
+    (LightFM's ``auc_score``); with ``train=None`` it equals ``full_auc``.
+``precision@k``
+    hits in the top k / k (LightFM's; a catalogue shorter than k still
+    divides by k).
+``recall@k``
+    hits in the top k / number of test positives.
+``ndcg@k``
+    binary gains, DCG / ideal DCG over ``min(k, n_test)`` positions.
+``map@k``
+    sum of precision@r over the hit ranks r <= k, divided by ``min(k, n_test)``.
+``mrr``
+    1 / rank of the best-ranked test positive in the whole candidate list
+    (no cut-off).
+
+When ``train`` is given (all metrics but ``full_auc``), the user's train
+positives are removed from the candidates and from the test positives if
+the two overlap. Ranking is by score descending, ties broken by item id
+ascending; AUC counts tied (positive, negative) pairs as one half
+(scikit-learn's ``roc_auc_score``).
+
+A user takes part in a metric only when it has at least one test positive
+and at least one negative candidate left; otherwise ``reduce=False`` gives
+NaN for it. When no user takes part, a ValueError is raised.
+
+``num_threads`` is the number of Numba threads (0 = all); the BLAS product
+that computes each chunk's scores uses BLAS's own threads.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from bpr_numba import _evaluate
+from bpr_numba._validation import NotFittedError, check_interactions, check_nonneg_int, check_positive_int
+
+__all__ = [
+    "evaluate",
+    "full_auc",
+    "auc_score",
+    "precision_at_k",
+    "recall_at_k",
+    "ndcg_at_k",
+    "map_at_k",
+    "mrr",
+    "parse_metric",
+    "KNOWN_METRICS",
+]
+
+#: Metric names accepted by :func:`evaluate` (``k`` is a positive integer).
+KNOWN_METRICS = ("full_auc", "auc", "precision@k", "recall@k", "ndcg@k", "map@k", "mrr")
+
+DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
+
+_NAME_RE = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
+
+
+def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, num_threads=0):
+    """Compute several ranking metrics in one pass over the users.
+
+    Parameters
+    ----------
+    model : object with ``user_factors`` and ``item_factors``, or a pair
+        Factor arrays of shape ``(n_users, f)`` and ``(n_items, f)``.
+    test : scipy.sparse matrix, shape (n_users, n_items)
+        Held-out positives (stored non-zeros); COO, CSR or CSC.
+    train : scipy.sparse matrix, shape (n_users, n_items), optional
+        Train positives, removed from the candidates and from the test
+        positives of every metric except ``full_auc``.
+    metrics : str or sequence of str
+        Names among ``full_auc``, ``auc``, ``precision@k``, ``recall@k``,
+        ``ndcg@k``, ``map@k`` and ``mrr`` (``k`` a positive integer, e.g.
+        ``"ndcg@10"``). Different cut-offs may be mixed.
+    reduce : bool
+        True: the mean over the users that take part. False: one float64
+        array of length ``n_users`` per metric, NaN for excluded users.
+    num_threads : int
+        Numba threads for the call (0 = all); restored afterwards.
+
+    Returns
+    -------
+    dict
+        Metric name -> float (``reduce=True``) or ndarray of float64,
+        shape (n_users,), in the order given.
+
+    Raises
+    ------
+    NotFittedError
+        The model has no factors yet.
+    TypeError
+        ``test`` or ``train`` is not a scipy.sparse matrix.
+    ValueError
+        Unknown metric name, shapes that do not match the model, or no user
+        with a test positive and a negative candidate.
+    """
+    names, codes, ks = _parse_metrics(metrics)
+    num_threads = check_nonneg_int(num_threads, "num_threads")
+    user_factors, item_factors = _factors(model)
+    shape = (user_factors.shape[0], item_factors.shape[0])
+    test = _check_matrix(test, "test", shape)
+    if train is None:
+        train_indptr, train_indices = _evaluate.empty_csr_arrays(shape[0])
+    else:
+        train = _check_matrix(train, "train", shape)
+        train_indptr, train_indices = train.indptr, train.indices
+
+    with _evaluate.thread_limit(num_threads):
+        values = _evaluate.evaluate_factors(
+            user_factors, item_factors, test.indptr, test.indices,
+            train_indptr, train_indices, codes, ks)
+
+    result = {}
+    for m, name in enumerate(names):
+        column = values[:, m]
+        included = ~np.isnan(column)
+        if not included.any():
+            raise ValueError(
+                f"the test matrix has no usable user for {name}: no user of the "
+                f"{shape[0]} has a test positive and a negative candidate "
+                f"({test.nnz} test positives"
+                + ("" if train is None or name == "full_auc" else ", after removing train positives")
+                + ")."
+            )
+        result[name] = float(column[included].mean()) if reduce else column.copy()
+    return result
+
+
+def full_auc(model, test, *, reduce=True, num_threads=0):
+    """AUC over the whole catalogue, train positives counted as negatives.
+
+    The 2016 Keras notebook's metric: for each user with a test positive,
+    every item is scored; positives are the user's test items and negatives
+    every other item. Ties count one half.
+
+    Parameters
+    ----------
+    model : object with ``user_factors`` and ``item_factors``, or a pair
+    test : scipy.sparse matrix, shape (n_users, n_items)
+    reduce : bool
+        Mean over users (True) or per-user float64 array with NaN (False).
+    num_threads : int
+        Numba threads (0 = all).
+
+    Returns
+    -------
+    float or ndarray of float64, shape (n_users,)
+    """
+    return _one(model, test, None, "full_auc", reduce, num_threads)
+
+
+def auc_score(model, test, train=None, *, reduce=True, num_threads=0):
+    """AUC with the user's train positives removed from the candidates.
+
+    Takes no ``k`` (AUC ranks the whole candidate list). With
+    ``train=None`` it equals :func:`full_auc`.
+
+    Parameters
+    ----------
+    model : object with ``user_factors`` and ``item_factors``, or a pair
+    test : scipy.sparse matrix, shape (n_users, n_items)
+    train : scipy.sparse matrix, shape (n_users, n_items), optional
+    reduce : bool
+    num_threads : int
+
+    Returns
+    -------
+    float or ndarray of float64, shape (n_users,)
+    """
+    return _one(model, test, train, "auc", reduce, num_threads)
+
+
+def precision_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+    """Hits among the top ``k`` candidates divided by ``k``.
+
+    Parameters
+    ----------
+    model : object with ``user_factors`` and ``item_factors``, or a pair
+    test : scipy.sparse matrix, shape (n_users, n_items)
+    train : scipy.sparse matrix, shape (n_users, n_items), optional
+        Train positives removed from the candidates.
+    k : int
+        Cut-off (>= 1); may exceed the catalogue (the divisor stays ``k``).
+    reduce : bool
+    num_threads : int
+
+    Returns
+    -------
+    float or ndarray of float64, shape (n_users,)
+    """
+    return _one(model, test, train, f"precision@{_k(k)}", reduce, num_threads)
+
+
+def recall_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+    """Hits among the top ``k`` candidates divided by the number of test positives.
+
+    Parameters are those of :func:`precision_at_k`.
+    """
+    return _one(model, test, train, f"recall@{_k(k)}", reduce, num_threads)
+
+
+def ndcg_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+    """Normalised DCG at ``k`` with binary gains, ``1 / log2(rank + 1)`` per hit.
+
+    The ideal DCG places ``min(k, n_test)`` hits first. Parameters are those
+    of :func:`precision_at_k`.
+    """
+    return _one(model, test, train, f"ndcg@{_k(k)}", reduce, num_threads)
+
+
+def map_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+    """Average precision at ``k``: sum of precision@r over hit ranks r <= k, / min(k, n_test).
+
+    Parameters are those of :func:`precision_at_k`.
+    """
+    return _one(model, test, train, f"map@{_k(k)}", reduce, num_threads)
+
+
+def mrr(model, test, train=None, *, reduce=True, num_threads=0):
+    """Reciprocal rank of the best-ranked test positive among all candidates.
+
+    Takes no ``k``: the whole candidate list is ranked (no cut-off), so a
+    user whose first hit is at rank 40 counts 1/40.
+
+    Parameters
+    ----------
+    model : object with ``user_factors`` and ``item_factors``, or a pair
+    test : scipy.sparse matrix, shape (n_users, n_items)
+    train : scipy.sparse matrix, shape (n_users, n_items), optional
+    reduce : bool
+    num_threads : int
+
+    Returns
+    -------
+    float or ndarray of float64, shape (n_users,)
+    """
+    return _one(model, test, train, "mrr", reduce, num_threads)
+
+
+def parse_metric(name):
+    """Check one metric name; return ``(base, k)``.
+
+    Parameters
+    ----------
+    name : str
+        One of ``full_auc``, ``auc``, ``precision@k``, ``recall@k``,
+        ``ndcg@k``, ``map@k``, ``mrr`` (``k`` a positive integer).
+
+    Returns
+    -------
+    base : str
+        The name without ``@k`` (``"ndcg"`` for ``"ndcg@10"``).
+    k : int or None
+        The cut-off, None for ``full_auc``, ``auc`` and ``mrr``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the known ones.
+    """
+    _, _, ks = _parse_metrics((name,))
+    base = name.split("@")[0]
+    return base, (int(ks[0]) if "@" in name else None)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _one(model, test, train, name, reduce, num_threads):
+    return evaluate(model, test, train, (name,), reduce=reduce, num_threads=num_threads)[name]
+
+
+def _k(k):
+    return check_positive_int(k, "k")
+
+
+def _parse_metrics(metrics):
+    """Return ``(names, codes, ks)`` for the kernel; raise on unknown names."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    try:
+        metrics = list(metrics)
+    except TypeError:
+        raise TypeError(
+            f"metrics must be a metric name or a sequence of names; got {metrics!r}."
+        ) from None
+    if not metrics:
+        raise ValueError(f"metrics is empty; expected names among {', '.join(KNOWN_METRICS)}.")
+    names, codes, ks = [], [], []
+    for name in metrics:
+        match = _NAME_RE.match(name) if isinstance(name, str) else None
+        entry = _evaluate.METRIC_CODES.get(match.group(1)) if match else None
+        takes_k = entry is not None and entry[1]
+        if entry is None or takes_k != (match.group(2) is not None) or (takes_k and int(match.group(2)) < 1):
+            raise ValueError(
+                f"unknown metric {name!r}; known metrics: {', '.join(KNOWN_METRICS)} "
+                "(k a positive integer, e.g. 'ndcg@10')."
+            )
+        if name in names:
+            continue
+        names.append(name)
+        codes.append(entry[0])
+        ks.append(int(match.group(2)) if takes_k else 1)
+    return names, np.array(codes, np.int64), np.array(ks, np.int64)
+
+
+def _factors(model):
+    """Return float32 C-contiguous ``(user_factors, item_factors)`` of ``model``."""
+    if isinstance(model, tuple) and len(model) == 2:
+        user_factors, item_factors = model
+        where = "the (user_factors, item_factors) pair"
+    elif isinstance(model, (tuple, list)):
+        raise TypeError(
+            f"model must have user_factors and item_factors or be a (user_factors, "
+            f"item_factors) tuple; got a {type(model).__name__} of length {len(model)}."
+        )
+    else:
+        user_factors = getattr(model, "user_factors", None)
+        item_factors = getattr(model, "item_factors", None)
+        where = type(model).__name__
+        if user_factors is None or item_factors is None:
+            raise NotFittedError(
+                f"this {where} has no factors yet (user_factors or item_factors is missing "
+                "or None); call fit before evaluating, or pass a (user_factors, "
+                "item_factors) tuple."
+            )
+    if user_factors is None or item_factors is None:
+        raise NotFittedError(f"{where} holds None; expected two factor arrays.")
+    arrays = []
+    for array, label in ((user_factors, "user_factors"), (item_factors, "item_factors")):
+        array = np.asarray(array)
+        if array.ndim != 2 or array.dtype.kind not in "fiu":
+            raise ValueError(
+                f"{label} of {where} must be a 2-D float array; got shape {array.shape} "
+                f"and dtype {array.dtype}."
+            )
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{label} of {where} contains NaN or infinite values.")
+        arrays.append(array)
+    user_factors, item_factors = arrays
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise ValueError(
+            f"user_factors has {user_factors.shape[1]} columns but item_factors has "
+            f"{item_factors.shape[1]}; both must have the same width."
+        )
+    return user_factors, item_factors
+
+
+def _check_matrix(X, name, shape):
+    X = check_interactions(X, name, allow_empty=True)
+    if X.shape != shape:
+        raise ValueError(
+            f"{name} has shape {X.shape} but the model has shape {shape} "
+            "(n_users, n_items); they must be equal."
+        )
+    return X
