@@ -14,8 +14,6 @@ mini-batch kernel in ``_keras.py`` rather than here.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -30,7 +28,7 @@ DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-ada
 
 @njit(cache=True, inline="always")
 def _apply_row_update(opt_code, params, row, grad, n_cols,
-                      adagrad_sum_sq, adam_m, adam_v, adam_t,
+                      adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
                       lr, beta_1, beta_2, epsilon):
     """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
 
@@ -49,7 +47,7 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
     else:
         t = adam_t[row] + 1
         adam_t[row] = t
-        alpha = np.float32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
         one_minus_b1 = np.float32(1.0) - beta_1
         one_minus_b2 = np.float32(1.0) - beta_2
         for f in range(n_cols):
@@ -59,3 +57,25 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
             adam_m[row, f] = m
             adam_v[row, f] = v
             params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):
+    """Table of Adam's bias correction ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` by step.
+
+    The table ends where the correction is 1 within ``epsilon``, so the kernel
+    looks up a value instead of calling ``pow`` twice per row update.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_steps,)
+        Entry 0 is unused (steps start at 1).
+    """
+    if beta_2 <= 0.0:
+        n_steps = 2
+    else:
+        n_steps = int(np.ceil(np.log(epsilon) / np.log(max(beta_1, beta_2)))) + 2
+    t = np.arange(n_steps, dtype=np.float64)
+    t[0] = 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+    return table.astype(np.float32)

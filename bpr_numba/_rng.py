@@ -18,6 +18,7 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
+_S32 = np.uint64(32)
 _INV_2_53 = 1.0 / 9007199254740992.0
 
 
@@ -34,9 +35,13 @@ def _next_u64(state):
 
 @njit(cache=True, inline="always")
 def _next_below(state, n):
-    """Draw an integer uniformly in ``[0, n)`` (bias negligible for n < 2**32)."""
+    """Draw an integer uniformly in ``[0, n)``, for ``1 <= n < 2**32``.
+
+    Multiply-shift of the high 32 random bits (Lemire 2019) instead of a
+    modulo: no division, bias below ``n / 2**32``.
+    """
     state, z = _next_u64(state)
-    return state, np.int64(z % np.uint64(n))
+    return state, np.int64(((z >> _S32) * np.uint64(n)) >> _S32)
 
 
 @njit(cache=True, inline="always")

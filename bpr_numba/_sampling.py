@@ -39,7 +39,7 @@ def _in_row(indices, start, end, item):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _draw_negative(state, indptr, indices, u, n_items, neg_code):
     """Draw a negative item for user ``u``.
 

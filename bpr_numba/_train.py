@@ -25,9 +25,12 @@ N_CHUNKS = 256
 SAMPLES_PER_CALL = 2_000_000
 
 
-@njit(cache=True, inline="always")
+# Reassociation lets LLVM vectorise the sum; no nnan/ninf, so a NaN still
+# propagates to the divergence check. Not inlined by numba, which would drop
+# the flags: LLVM inlines it with its per-instruction flags intact.
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _dot(a, r, b, q):
-    """Dot product of rows ``a[r]`` and ``b[q]`` in float32."""
+    """Dot product of rows ``a[r]`` and ``b[q]`` in float32 (any summation order)."""
     x = np.float32(0.0)
     for f in range(a.shape[1]):
         x += a[r, f] * b[q, f]
@@ -41,8 +44,8 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                         user_adam_m, user_adam_v, user_adam_t,
                         item_adam_m, item_adam_v, item_adam_t,
                         states,
-                        loss_code, opt_code, neg_code, n_user_cols, n_candidates,
-                        lr, reg, beta_1, beta_2, epsilon):
+                        adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
+                        n_candidates, lr, reg, beta_1, beta_2, epsilon):
     """Train on the chunks ``chunk_bounds`` of an epoch, Hogwild style.
 
     Chunks run in parallel without locks: two threads may update the same item
@@ -67,6 +70,9 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
         Adam step count per row.
     states : ndarray of uint64, shape (n_chunks,)
         One random state per chunk.
+    adam_alpha : ndarray of float32, shape (n_steps,)
+        Adam's bias correction ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` by
+        step ``t`` (1 past the table), see ``adam_bias_correction``.
     loss_code, opt_code, neg_code : int
     n_user_cols : int
         Columns of a user row that are trained (``f - 1`` when the last column
@@ -119,20 +125,18 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
             for a in range(n_pos):
                 i = indices[order[a]]
                 state, j = _draw_negative(state, indptr, indices, u, n_items, neg_code)
-                if n_candidates > 1 and j >= 0:
-                    best = _dot(user_factors, u, item_factors, j)
+                if j < 0:
+                    chunk_skipped += 1
+                    continue
+                best = _dot(user_factors, u, item_factors, j)
+                if n_candidates > 1:
                     for _c in range(n_candidates - 1):
                         state, j2 = _draw_negative(state, indptr, indices, u, n_items, neg_code)
                         s2 = _dot(user_factors, u, item_factors, j2)
                         if s2 > best:
                             best = s2
                             j = j2
-                if j < 0:
-                    chunk_skipped += 1
-                    continue
-                x = np.float32(0.0)
-                for f in range(n_cols):
-                    x += user_factors[u, f] * (item_factors[i, f] - item_factors[j, f])
+                x = _dot(user_factors, u, item_factors, i) - best
                 value, dx = _loss_and_grad(loss_code, np.float64(x))
                 chunk_loss += value
                 chunk_trained += 1
@@ -146,13 +150,13 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                     grad_j[f] = reg * item_factors[j, f] - g * uf
                 _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
                                   user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                  lr, beta_1, beta_2, epsilon)
+                                  adam_alpha, lr, beta_1, beta_2, epsilon)
                 _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
                                   item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                  lr, beta_1, beta_2, epsilon)
+                                  adam_alpha, lr, beta_1, beta_2, epsilon)
                 _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
                                   item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                  lr, beta_1, beta_2, epsilon)
+                                  adam_alpha, lr, beta_1, beta_2, epsilon)
         states[c] = state
         loss_sum[c] = chunk_loss
         n_trained[c] = chunk_trained

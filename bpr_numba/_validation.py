@@ -32,7 +32,10 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
     Returns
     -------
     scipy.sparse.csr_matrix
-        float32 ones, sorted int32 ``indices``, int64 ``indptr``.
+        Sorted int32 ``indices`` without duplicates and an int64 ``indptr``
+        (for the kernels; internal use only). A canonical CSR input without
+        explicit zeros shares its ``indices`` and ``data``; anything else is
+        copied.
 
     Raises
     ------
@@ -56,35 +59,58 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
         raise ValueError(
             f"{name} is empty: shape {X.shape}; expected at least one user and one item."
         )
-    X = sp.csr_matrix(X, copy=True)
-    data = X.data
-    if data.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold numeric values; got dtype {data.dtype}."
-        )
-    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        n_bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise ValueError(
-            f"{name} contains {n_bad} NaN or infinite value(s); "
-            "expected finite values (stored non-zeros are positives)."
-        )
-    X.sum_duplicates()
-    X.eliminate_zeros()
+    if X.format == "csr" and X.has_canonical_format and X.data.dtype.kind in "biuf":
+        # Already clean: share the user's indices (no copy of the positives),
+        # after checking values without materialising a copy of the data.
+        _check_values(X.data, name)
+        if X.nnz and not np.all(X.data != 0):
+            X = _clean_copy(X, name)
+        else:
+            indices = X.indices if X.indices.dtype == np.int32 else X.indices.astype(np.int32)
+            X = _csr(X.data, indices, X.indptr, X.shape)
+    else:
+        X = _clean_copy(X, name)
     if X.nnz == 0 and not allow_empty:
         raise ValueError(
             f"{name} has no positives: all {n_users} users have empty rows; "
             "expected at least one stored non-zero."
         )
+    return X
+
+
+def _check_values(data, name):
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numeric values; got dtype {data.dtype}.")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite value(s); "
+            "expected finite values (stored non-zeros are positives)."
+        )
+
+
+def _clean_copy(X, name):
+    """Copy ``X`` to CSR, merge duplicates, drop explicit zeros, sort indices."""
+    X = sp.csr_matrix(X, copy=True)
+    _check_values(X.data, name)
+    X.sum_duplicates()
+    X.eliminate_zeros()
     X.sort_indices()
-    out = sp.csr_matrix(
-        (np.ones(X.nnz, dtype=np.float32),
-         X.indices.astype(np.int32, copy=False),
-         X.indptr.astype(np.int64, copy=False)),
-        shape=X.shape,
-    )
-    # scipy may downcast an int64 indptr on construction; kernels expect int64.
-    out.indptr = np.ascontiguousarray(out.indptr, dtype=np.int64)
-    out.indices = np.ascontiguousarray(out.indices, dtype=np.int32)
+    return _csr(np.ones(X.nnz, dtype=np.float32), X.indices.astype(np.int32, copy=False),
+                X.indptr, X.shape)
+
+
+def _csr(data, indices, indptr, shape):
+    """A CSR sharing ``data`` and ``indices``, with an int64 ``indptr`` for the kernels.
+
+    Internal only: scipy cannot convert a matrix with int32 indices and an
+    int64 indptr (e.g. ``tocoo``), so it is never handed back to users. Its
+    ``data`` are the stored values (positives are the non-zeros), not ones.
+    """
+    out = sp.csr_matrix(shape, dtype=np.float32)
+    out.data = data
+    out.indices = np.ascontiguousarray(indices, dtype=np.int32)
+    out.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     return out
 
 

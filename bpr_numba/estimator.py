@@ -12,7 +12,7 @@ import numpy as np
 from . import _validation as v
 from ._keras import _dense_adam_batches
 from ._losses import LOSSES
-from ._optim import DEFAULT_LEARNING_RATES, OPT_DENSE_ADAM, OPTIMIZERS
+from ._optim import DEFAULT_LEARNING_RATES, OPTIMIZERS, adam_bias_correction
 from ._rng import as_seed_sequence, spawn_states
 from ._sampling import NEGATIVES
 from ._train import N_CHUNKS, _train_epoch_chunks, call_slices, plan_epoch
@@ -22,6 +22,7 @@ from ._train import N_CHUNKS, _train_epoch_chunks, call_slices, plan_epoch
 _LAZY_BETA_1 = 0.9
 _LAZY_BETA_2 = 0.999
 _LAZY_EPSILON = 1e-8
+_LAZY_ADAM_ALPHA = adam_bias_correction(_LAZY_BETA_1, _LAZY_BETA_2)
 # Triplets per dense-adam kernel call: the Python loop between calls is where
 # Ctrl-C lands.
 _TRIPLETS_PER_CALL = 200_000
@@ -279,16 +280,12 @@ class BPR:
         seed_sequence = as_seed_sequence(self.random_state)
         init_seq, order_seq, chunk_seq = seed_sequence.spawn(3)
         init_rng = np.random.default_rng(init_seq)
-        scale = p["init_scale"]
-        k = p["factors"]
-        users = init_rng.uniform(-scale, scale, size=(n_users, k)).astype(np.float32)
-        items = init_rng.uniform(-scale, scale, size=(n_items, k)).astype(np.float32)
         self._has_bias_column = p["item_bias"]
-        if self._has_bias_column:
-            users = np.hstack([users, np.ones((n_users, 1), np.float32)])
-            items = np.hstack([items, np.zeros((n_items, 1), np.float32)])
-        self._user_factors = np.ascontiguousarray(users)
-        self._item_factors = np.ascontiguousarray(items)
+        extra = 1 if self._has_bias_column else 0
+        self._user_factors = _uniform_factors(init_rng, n_users, p["factors"], extra,
+                                              p["init_scale"], 1.0)
+        self._item_factors = _uniform_factors(init_rng, n_items, p["factors"], extra,
+                                              p["init_scale"], 0.0)
         self._order_rng = np.random.default_rng(order_seq)
         self._chunk_states = spawn_states(chunk_seq, N_CHUNKS)
         self._reset_optimizer_state()
@@ -515,7 +512,7 @@ class BPR:
                 s["user_sum_sq"], s["item_sum_sq"],
                 s["user_adam_m"], s["user_adam_v"], s["user_adam_t"],
                 s["item_adam_m"], s["item_adam_v"], s["item_adam_t"],
-                self._chunk_states[first:end],
+                self._chunk_states[first:end], _LAZY_ADAM_ALPHA,
                 LOSSES[p["loss"]], OPTIMIZERS[p["optimizer"]], NEGATIVES[p["negatives"]],
                 n_user_cols, p["negative_candidates"], f32(p["learning_rate"]), f32(p["regularization"]),
                 f32(_LAZY_BETA_1), f32(_LAZY_BETA_2), f32(_LAZY_EPSILON))
@@ -794,3 +791,19 @@ def _gather_rows(X, rows):
     np.cumsum(lengths, out=indptr[1:])
     offsets = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
     return indptr, X.indices[offsets].astype(np.int32)
+
+
+def _uniform_factors(rng, n_rows, k, extra, scale, fill):
+    """float32 (n_rows, k + extra) uniform in (-scale, scale), the extra column set to ``fill``.
+
+    Drawn in blocks of rows straight into the result, so no float64 copy of
+    the whole matrix is ever made.
+    """
+    out = np.empty((n_rows, k + extra), np.float32)
+    block = max(1, (1 << 20) // max(k, 1))
+    for start in range(0, n_rows, block):
+        rows = rng.random((min(block, n_rows - start), k), dtype=np.float32)
+        out[start:start + rows.shape[0], :k] = (2.0 * scale) * rows - scale
+    if extra:
+        out[:, k] = fill
+    return out

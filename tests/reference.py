@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from bpr_numba._rng import _next_below as _jit_next_below
+from bpr_numba._train import _dot
 
 F32 = np.float32
 
@@ -43,14 +44,6 @@ def draw_negative(state, row, n_items, negatives, tries=8):
     complement = np.setdiff1d(np.arange(n_items), row)
     state, r = _next_below(state, n_items - len(row))
     return state, int(complement[r])
-
-
-def dot32(a, b):
-    """float32 dot product accumulated in index order, like the kernel's loop."""
-    x = F32(0.0)
-    for f in range(a.shape[0]):
-        x = F32(x + F32(a[f] * b[f]))
-    return x
 
 
 def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_2=0.999, eps=1e-8):
@@ -87,18 +80,17 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
             for a in order:
                 i = row[a]
                 state, j = draw_negative(state, row, n_items, negatives)
-                if j >= 0:
-                    best = None
-                    for _ in range(n_candidates - 1):
-                        if best is None:
-                            best = dot32(U[u], V[j])
-                        state, j2 = draw_negative(state, row, n_items, negatives)
-                        score = dot32(U[u], V[j2])
-                        if score > best:
-                            best, j = score, j2
                 if j < 0:
                     continue
-                x = dot32(U[u], V[i] - V[j])
+                # The kernel's dot leaf (tested against np.dot on its own), so
+                # both sides pick the same candidate even on near-ties.
+                best = _dot(U, u, V, j)
+                for _ in range(n_candidates - 1):
+                    state, j2 = draw_negative(state, row, n_items, negatives)
+                    score = _dot(U, u, V, j2)
+                    if score > best:
+                        best, j = score, j2
+                x = _dot(U, u, V, i) - best
                 value, dx = loss_and_grad(loss, float(x))
                 total += value
                 if i == j:

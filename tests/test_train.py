@@ -13,12 +13,14 @@ import numba
 from bpr_numba._losses import LOSSES, _loss_and_grad
 from bpr_numba._optim import OPTIMIZERS
 from bpr_numba._sampling import NEGATIVES
-from bpr_numba._train import _train_epoch_chunks, plan_epoch
+from bpr_numba._optim import adam_bias_correction
+from bpr_numba._train import _dot, _train_epoch_chunks, plan_epoch
 
 from conftest import sparse_interactions
 import reference
 
 F32 = np.float32
+ADAM_ALPHA = adam_bias_correction(0.9, 0.999)
 
 
 @pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
@@ -31,6 +33,21 @@ def test_loss_gradient_matches_finite_differences(loss, x):
     assert_allclose(grad, numeric, rtol=1e-4, atol=1e-8)
     ref_value, ref_grad = reference.loss_and_grad(loss, x)
     assert_allclose([value, grad], [ref_value, ref_grad], rtol=1e-9, atol=1e-12)
+
+
+@given(f=st.integers(1, 130), seed=st.integers(0, 2**31))
+def test_dot_leaf_matches_numpy(f, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(3, f)).astype(F32)
+    b = rng.normal(size=(2, f)).astype(F32)
+    assert_allclose(_dot(a, 2, b, 1), np.dot(a[2].astype(np.float64), b[1]), rtol=1e-5, atol=1e-5)
+
+
+def test_adam_bias_correction_table():
+    table = adam_bias_correction(0.9, 0.999)
+    t = np.arange(1, table.size)
+    assert_allclose(table[1:], np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t), rtol=1e-6)
+    assert abs(table[-1] - 1.0) < 1e-6  # past the table the kernel uses 1
 
 
 def test_bpr_loss_is_stable_for_large_margins():
@@ -81,7 +98,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
             loss_sum, n_trained, n_skipped = _train_epoch_chunks(
                 indptr, indices, order, bounds, U, V,
                 ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
-                states, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
+                states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
                 n_candidates, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8))
             ref_loss = reference.hogwild_epoch(
                 indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
@@ -122,7 +139,7 @@ def test_one_sgd_step_is_the_textbook_update():
     states = np.zeros(1, np.uint64)
     _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
                         np.array([0], np.int64), np.array([0, 1], np.int64), U, V,
-                        e, e, e, e, t, e, e, t, states, LOSSES["bpr"], OPTIMIZERS["sgd"],
+                        e, e, e, e, t, e, e, t, states, ADAM_ALPHA, LOSSES["bpr"], OPTIMIZERS["sgd"],
                         NEGATIVES["unseen"], 3, 1, F32(lr), F32(reg), F32(0.9), F32(0.999),
                         F32(1e-8))
     x = float(u0 @ (p0 - n0))
