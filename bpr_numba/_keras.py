@@ -26,7 +26,15 @@ from numba import njit, prange
 from ._losses import _loss_and_grad
 
 
-@njit(cache=True)
+# Moments below this are set to 0. Rows outside the batches keep decaying
+# (m by 0.9 a step), and within an epoch their moments would reach float32's
+# subnormal range, where every operation costs ~100 cycles (measured: 20x
+# slower epochs). A moment of 1e-30 moves a weight by under 1e-26, 17 orders
+# below a float32 ulp of a 0.05 weight, so the results do not change.
+_MOMENT_FLOOR = np.float32(1e-30)
+
+
+@njit(cache=True, inline="always")
 def _adam_row(params, grad, adam_m, adam_v, row, alpha, beta_1, beta_2,
               one_minus_b1, one_minus_b2, epsilon):
     """Keras's Adam step on one row (float32); modifies params, adam_m, adam_v."""
@@ -34,6 +42,10 @@ def _adam_row(params, grad, adam_m, adam_v, row, alpha, beta_1, beta_2,
         g = grad[row, f]
         m = beta_1 * adam_m[row, f] + one_minus_b1 * g
         v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
+        if abs(m) < _MOMENT_FLOOR:
+            m = np.float32(0.0)
+        if v < _MOMENT_FLOOR:
+            v = np.float32(0.0)
         adam_m[row, f] = m
         adam_v[row, f] = v
         params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)
@@ -76,7 +88,7 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
         Adam steps taken after these batches.
     """
     n_users = user_factors.shape[0]
-    n_rows = n_users + item_factors.shape[0]
+    n_items = item_factors.shape[0]
     n_cols = user_factors.shape[1]
     one_minus_b1 = np.float32(1.0) - beta_1
     one_minus_b2 = np.float32(1.0) - beta_2
@@ -109,13 +121,12 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
                 item_grad[j, f] += r * item_factors[j, f]
         step += 1
         alpha = np.float32(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
-        for row in prange(n_rows):
-            if row < n_users:
-                _adam_row(user_factors, user_grad, user_adam_m, user_adam_v, row,
-                          alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)
-            else:
-                _adam_row(item_factors, item_grad, item_adam_m, item_adam_v, row - n_users,
-                          alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)
+        for r in prange(n_users):
+            _adam_row(user_factors, user_grad, user_adam_m, user_adam_v, r,
+                      alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)
+        for r in prange(n_items):
+            _adam_row(item_factors, item_grad, item_adam_m, item_adam_v, r,
+                      alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)
         for s in range(start, end):
             for f in range(n_cols):
                 user_grad[users[s], f] = 0.0
