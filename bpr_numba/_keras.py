@@ -120,7 +120,10 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
                 item_grad[j, f] -= g * uf
                 item_grad[j, f] += r * item_factors[j, f]
         step += 1
-        alpha = np.float32(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
+        # In float64 from the float32 hyperparameters, rounded once (numba would
+        # raise a float32 to an integer power in float32).
+        alpha = np.float32(np.float64(lr) * math.sqrt(1.0 - np.float64(beta_2) ** step)
+                           / (1.0 - np.float64(beta_1) ** step))
         for r in prange(n_users):
             _adam_row(user_factors, user_grad, user_adam_m, user_adam_v, r,
                       alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)

