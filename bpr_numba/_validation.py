@@ -16,6 +16,10 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when a method that needs a fitted model is called too early."""
 
 
+class IdOutOfRangeError(IndexError, ValueError):
+    """An id outside ``0..n - 1``: an IndexError that ``except ValueError`` also catches."""
+
+
 def check_interactions(X, name="interactions", *, allow_empty=False):
     """Return ``X`` as a clean CSR matrix of positives.
 
@@ -186,7 +190,7 @@ def check_ids(ids, name, upper, what):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= upper:
             bad = lo if lo < 0 else hi
-            raise IndexError(
+            raise IdOutOfRangeError(
                 f"{name} contains {bad}, but the model has {upper} {what} "
                 f"(valid ids: 0..{upper - 1})."
             )

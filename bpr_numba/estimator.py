@@ -355,6 +355,7 @@ class BPR:
             Re-raised after restoring the factors of the last completed epoch.
         """
         X = v.check_interactions(interactions, "interactions")
+        _check_trainable(X)
         plan = self._check_training_options(X, validation, metric, patience, callbacks)
         self.initialize(*X.shape)
         return self._train(X, self._params["epochs"], plan, show_progress)
@@ -371,6 +372,7 @@ class BPR:
         self
         """
         X = v.check_interactions(interactions, "interactions")
+        _check_trainable(X)
         epochs = v.check_positive_int(epochs, "epochs")
         plan = self._check_training_options(X, validation, metric, patience, callbacks)
         if getattr(self, "_user_factors", None) is None:
@@ -781,6 +783,14 @@ class BPR:
         model.n_epochs_done_ = int(header.get("n_epochs_done", 0))
         model.history_ = list(header.get("history", []))
         return model
+
+
+def _check_trainable(X):
+    if X.shape[1] < 2:
+        raise ValueError(
+            f"interactions has a catalogue of {X.shape[1]} item; a triplet needs a negative item "
+            "besides the positive, so at least 2 items are expected."
+        )
 
 
 def _gather_rows(X, rows):
