@@ -18,23 +18,17 @@ LOSSES = {"bpr": LOSS_BPR, "sigmoid": LOSS_SIGMOID}
 
 
 @njit(cache=True, inline="always")
-def _sigmoid(x):
-    """Numerically stable logistic function of a float64."""
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, inline="always")
 def _loss_and_grad(loss_code, x):
-    """Return ``(loss, dloss/dx)`` in float64 for the score difference ``x``."""
-    s = _sigmoid(x)
+    """Return ``(loss, dloss/dx)`` in float64 for the score difference ``x``.
+
+    One ``exp(-|x|)`` serves the sigmoid and the loss, and never overflows.
+    """
+    e = math.exp(-abs(x))
+    if x >= 0.0:
+        s = 1.0 / (1.0 + e)
+    else:
+        s = e / (1.0 + e)
     if loss_code == LOSS_BPR:
-        # -log sigmoid(x) = log1p(exp(-x)), written to avoid overflow for x << 0.
-        if x >= 0.0:
-            value = math.log1p(math.exp(-x))
-        else:
-            value = -x + math.log1p(math.exp(x))
-        return value, s - 1.0
+        # -log sigmoid(x) = log1p(exp(-x)) = log1p(e) + max(-x, 0)
+        return math.log1p(e) + max(-x, 0.0), s - 1.0
     return 1.0 - s, -s * (1.0 - s)

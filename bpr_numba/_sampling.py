@@ -22,25 +22,30 @@ NEGATIVES = {"uniform": NEG_UNIFORM, "unseen": NEG_UNSEEN}
 _REJECTION_TRIES = 8
 
 
+_ONE = np.uint64(1)
+_LOW6 = np.int64(63)
+
+
 @njit(cache=True, inline="always")
-def _in_row(indices, start, end, item):
-    """Binary search for ``item`` in the sorted ``indices[start:end]``."""
-    lo = start
-    hi = end
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        value = indices[mid]
-        if value < item:
-            lo = mid + 1
-        elif value > item:
-            hi = mid
+def _mark_row(seen, indices, start, end, value):
+    """Set (``value`` True) or clear the bits of ``indices[start:end]`` in the bitset ``seen``."""
+    for k in range(start, end):
+        item = np.int64(indices[k])
+        bit = _ONE << np.uint64(item & _LOW6)
+        if value:
+            seen[item >> 6] |= bit
         else:
-            return True
-    return False
+            seen[item >> 6] &= ~bit
 
 
 @njit(cache=True, inline="always")
-def _draw_negative(state, indptr, indices, u, n_items, neg_code):
+def _is_marked(seen, item):
+    """Whether ``item``'s bit is set in the bitset ``seen``."""
+    return (seen[item >> 6] >> np.uint64(item & _LOW6)) & _ONE != np.uint64(0)
+
+
+@njit(cache=True, inline="always")
+def _draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
     """Draw a negative item for user ``u``.
 
     Parameters
@@ -50,6 +55,9 @@ def _draw_negative(state, indptr, indices, u, n_items, neg_code):
     indptr : ndarray of int64, shape (n_users + 1,)
     indices : ndarray of int32, shape (nnz,)
         Sorted within each row.
+    seen : ndarray of uint64, shape (ceil(n_items / 64),)
+        Bitset of user ``u``'s positives (``_mark_row``), for ``NEG_UNSEEN``:
+        one bit test per rejection draw instead of a search of the row.
     u : int
     n_items : int
     neg_code : int
@@ -70,7 +78,7 @@ def _draw_negative(state, indptr, indices, u, n_items, neg_code):
         return state, np.int64(-1)
     for _ in range(_REJECTION_TRIES):
         state, j = _next_below(state, n_items)
-        if not _in_row(indices, start, end, j):
+        if not _is_marked(seen, j):
             return state, j
     # Exact draw: the r-th item of the complement of the sorted row.
     state, j = _next_below(state, n_items - n_pos)

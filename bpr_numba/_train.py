@@ -17,7 +17,7 @@ from numba import njit, prange
 from ._losses import _loss_and_grad
 from ._optim import _apply_row_update
 from ._rng import _next_below
-from ._sampling import _draw_negative
+from ._sampling import NEG_UNSEEN, _draw_negative, _mark_row
 
 # Chunks per epoch: fixed, so the random streams do not depend on the threads.
 N_CHUNKS = 256
@@ -108,6 +108,7 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
         grad_i = np.empty(n_cols, np.float32)
         grad_j = np.empty(n_cols, np.float32)
         order = np.empty(max_row, np.int64)
+        seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
         chunk_loss = 0.0
         chunk_trained = 0
         chunk_skipped = 0
@@ -115,6 +116,8 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
             u = user_order[k]
             start = indptr[u]
             n_pos = indptr[u + 1] - start
+            if neg_code == NEG_UNSEEN:
+                _mark_row(seen, indices, start, start + n_pos, True)
             for a in range(n_pos):
                 order[a] = start + a
             for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
@@ -124,14 +127,14 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                 order[b] = tmp
             for a in range(n_pos):
                 i = indices[order[a]]
-                state, j = _draw_negative(state, indptr, indices, u, n_items, neg_code)
+                state, j = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                 if j < 0:
                     chunk_skipped += 1
                     continue
                 best = _dot(user_factors, u, item_factors, j)
                 if n_candidates > 1:
                     for _c in range(n_candidates - 1):
-                        state, j2 = _draw_negative(state, indptr, indices, u, n_items, neg_code)
+                        state, j2 = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                         s2 = _dot(user_factors, u, item_factors, j2)
                         if s2 > best:
                             best = s2
@@ -157,6 +160,8 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                 _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
                                   item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
                                   adam_alpha, lr, beta_1, beta_2, epsilon)
+            if neg_code == NEG_UNSEEN:
+                _mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
         loss_sum[c] = chunk_loss
         n_trained[c] = chunk_trained
