@@ -164,19 +164,23 @@ def full_auc(model, test, *, reduce=True, num_threads=0):
     return _one(model, test, None, "full_auc", reduce, num_threads)
 
 
-def auc_score(model, test, train=None, *, reduce=True, num_threads=0):
+def auc_score(model, test, train=None, k=None, *, reduce=True, num_threads=0):
     """AUC with the user's train positives removed from the candidates.
 
-    Takes no ``k`` (AUC ranks the whole candidate list). With
-    ``train=None`` it equals :func:`full_auc`.
+    AUC ranks the whole candidate list: ``k`` is accepted so that every metric
+    shares one signature, and has no effect. With ``train=None`` it equals
+    :func:`full_auc`.
 
     Parameters
     ----------
     model : object with ``user_factors`` and ``item_factors``, or a pair
     test : scipy.sparse matrix, shape (n_users, n_items)
     train : scipy.sparse matrix, shape (n_users, n_items), optional
+    k : ignored
     reduce : bool
+        False returns one value per user, NaN for users left out.
     num_threads : int
+        Numba threads for the call (0 = all cores).
 
     Returns
     -------
@@ -231,23 +235,12 @@ def map_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
     return _one(model, test, train, f"map@{_k(k)}", reduce, num_threads)
 
 
-def mrr(model, test, train=None, *, reduce=True, num_threads=0):
+def mrr(model, test, train=None, k=None, *, reduce=True, num_threads=0):
     """Reciprocal rank of the best-ranked test positive among all candidates.
 
-    Takes no ``k``: the whole candidate list is ranked (no cut-off), so a
-    user whose first hit is at rank 40 counts 1/40.
-
-    Parameters
-    ----------
-    model : object with ``user_factors`` and ``item_factors``, or a pair
-    test : scipy.sparse matrix, shape (n_users, n_items)
-    train : scipy.sparse matrix, shape (n_users, n_items), optional
-    reduce : bool
-    num_threads : int
-
-    Returns
-    -------
-    float or ndarray of float64, shape (n_users,)
+    The whole candidate list is ranked (no cut-off), so a user whose first hit
+    is at rank 40 counts 1/40; ``k`` has no effect. Parameters are those of
+    :func:`auc_score`.
     """
     return _one(model, test, train, "mrr", reduce, num_threads)
 

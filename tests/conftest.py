@@ -1,6 +1,7 @@
 """Shared fixtures, hypothesis profiles and strategies."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# In this project's layout the MovieLens files sit in ../shared/data beside the
+# clone; use them when BPR_NUMBA_DATA is not set (CI sets it explicitly).
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not os.environ.get("BPR_NUMBA_DATA") and (_SHARED / "ml-100k").is_dir():
+    os.environ["BPR_NUMBA_DATA"] = str(_SHARED)
 
 
 @st.composite

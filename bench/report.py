@@ -1,0 +1,136 @@
+"""Write bench/RESULTS.md from the newest JSON result of each bench script.
+
+Usage::
+
+    python bench/report.py            # reads bench/results/*.json, writes bench/RESULTS.md
+    python bench/report.py --stdout   # print instead of writing
+
+Each section names the command that produced it; figures are copied from the
+JSON files, never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def newest(prefix):
+    files = sorted(RESULTS.glob(f"{prefix}-*.json"))
+    return (files[-1], json.loads(files[-1].read_text())) if files else (None, None)
+
+
+def fmt(value, spec=".3f"):
+    return "n/a" if value is None else format(value, spec)
+
+
+def machine_section(peers):
+    lines = ["## Machine", ""]
+    if peers:
+        m = peers["machine"]
+        lines.append(f"- CPU: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}")
+        lines.append(f"- git commit of the peers run: `{m.get('git_commit')}`"
+                     + (" (with uncommitted changes)" if m.get("git_dirty") else ""))
+        for python, versions in peers.get("versions", {}).items():
+            text = ", ".join(f"{k} {v}" for k, v in versions.items())
+            lines.append(f"- `{python}`: {text}")
+    lines.append("")
+    return lines
+
+
+def peers_section(path, peers):
+    if not peers:
+        return []
+    lines = ["## Side by side with implicit, LightFM and cornac", "",
+             f"`python bench/peers.py` ({path.name}). Same CSR matrices for every library, "
+             "factors 64; AUC computed alike for all from the exported factors "
+             "(`full_auc`: the notebook's metric; `AUC`: train items excluded). "
+             "samples/s = train positives x epochs / summed epoch seconds; the ratio is "
+             "against implicit at the same thread count, measured in the same run.", ""]
+    for name, info in peers["datasets"].items():
+        lines.append(f"### {name}: {info.get('description', '')}")
+        lines.append("")
+        lines.append(f"Train {info['shape'][0]:,} x {info['shape'][1]:,}, "
+                     f"{info['train_nnz']:,} train and {info['test_nnz']:,} test positives. "
+                     f"Popularity baseline: full AUC "
+                     f"{fmt(info.get('popularity_baseline', {}).get('full_auc'), '.4f')}.")
+        lines.append("")
+        lines.append("| library | config | threads | epochs | s/epoch | samples/s | vs implicit "
+                     "| full AUC | AUC |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in peers["rows"]:
+            if r["dataset"] != name or "error" in r:
+                continue
+            lines.append(
+                f"| {r['library']} | {r['config']} | {r['threads']} | {r['epochs']} | "
+                f"{fmt(r.get('seconds_per_epoch'))} | {r['samples_per_s'] / 1e6:.2f} M | "
+                f"{fmt(r.get('ratio_vs_implicit'), '.2f')} | {fmt(r.get('full_auc'), '.4f')} | "
+                f"{fmt(r.get('auc'), '.4f')} |")
+        lines.append("")
+    return lines
+
+
+def movielens_section():
+    lines = []
+    for mode in ("fast", "keras"):
+        path, d = newest(f"movielens-{mode}")
+        if not d:
+            continue
+        if not lines:
+            lines = ["## MovieLens 100k: the main job", ""]
+        cmd = "python bench/movielens.py --seeds 5" + (" --keras --epochs 20" if mode == "keras" else "")
+        curve = d["auc_median_by_epoch"]
+        lines += [f"`{cmd}` ({path.name}): {d['seeds']} seeds, {d['epochs']} epochs.", "",
+                  "| mode | median final full AUC (min..max) | AUC after epoch 1 / 10 / 20 "
+                  "| total_seconds | whole process | training s/epoch | cold-cache process |",
+                  "|---|---|---|---:|---:|---:|---:|",
+                  f"| {mode} | {d['final_auc_median']:.4f} ({d['final_auc_min']:.4f}.."
+                  f"{d['final_auc_max']:.4f}) | "
+                  + " / ".join(fmt(curve[e], '.4f') if e < len(curve) else "-" for e in (0, 9, 19))
+                  + f" | {d['total_seconds_median']:.2f} | {d['process_wall_seconds_median']:.2f} | "
+                  f"{d['train_seconds_per_epoch_median']:.3f} | "
+                  f"{d['cold_cache_process_wall_seconds']:.2f} |", ""]
+    return lines
+
+
+def markdown_of(prefix, title, command):
+    """A section rendered by the bench script's own ``markdown(record)`` from its JSON."""
+    path, d = newest(prefix)
+    if not d:
+        return []
+    spec = importlib.util.spec_from_file_location(f"bench_{prefix}", HERE / f"{prefix}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [f"## {title}", "", f"`{command}` ({path.name})", "", module.markdown(d).strip(), ""]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stdout", action="store_true")
+    args = parser.parse_args()
+    peers_path, peers = newest("peers")
+    lines = ["# Benchmark results", "",
+             "Generated by `python bench/report.py` from the JSON files in `bench/results/` "
+             "(not committed). The machine is shared and noisy: compare ratios measured in "
+             "one run, not absolute figures across runs.", ""]
+    lines += machine_section(peers)
+    lines += movielens_section()
+    lines += peers_section(peers_path, peers)
+    lines += markdown_of("throughput", "Training throughput", "python bench/throughput.py --repeats 3")
+    lines += markdown_of("roofline", "Roofline", "python bench/roofline.py --throughput <throughput json>")
+    lines += markdown_of("evaluation", "Evaluation throughput", "python bench/evaluation.py")
+    text = "\n".join(lines).rstrip() + "\n"
+    if args.stdout:
+        print(text)
+    else:
+        (HERE / "RESULTS.md").write_text(text)
+        print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
