@@ -379,8 +379,25 @@ class BPR:
             self.initialize(*X.shape)
         else:
             self._check_shape(X, "interactions")
-            self._params = self._checked_params()
+            self._refresh_params(self._checked_params())
         return self._train(X, epochs, plan, show_progress)
+
+    def _refresh_params(self, new):
+        """Adopt parameters changed by ``set_params`` since the factors were made.
+
+        A new optimiser starts from fresh state; a new width or bias layout
+        cannot continue from the current factors.
+        """
+        old = self._params
+        for name in ("factors", "item_bias"):
+            if new[name] != old[name]:
+                raise ValueError(
+                    f"{name} changed from {old[name]!r} to {new[name]!r} since the factors were "
+                    "made; call fit() to start again, or set it back to continue."
+                )
+        self._params = new
+        if new["optimizer"] != old["optimizer"]:
+            self._reset_optimizer_state()
 
     def _check_training_options(self, X, validation, metric, patience, callbacks):
         plan = {"validation": None, "metric": None, "patience": None, "callbacks": []}
@@ -601,7 +618,7 @@ class BPR:
                                       ("n_items", n_items, self.n_items)):
                 if given is not None and given != have:
                     raise ValueError(f"{name}={given} differs from the model's {have}.")
-        self._params = p
+            self._refresh_params(p)
         users, _ = v.check_ids(users, "users", self.n_users, "users")
         positives, _ = v.check_ids(positives, "positives", self.n_items, "items")
         negatives, _ = v.check_ids(negatives, "negatives", self.n_items, "items")

@@ -166,3 +166,14 @@ def test_training_learns_the_planted_structure_of_synthetic_data():
     # The true factors reach about 0.83 here; popularity is switched off, so
     # this is the planted structure, not item counts.
     assert abs(before - 0.5) < 0.05 and after > 0.7
+
+
+def test_set_params_between_fits_is_adopted_safely():
+    X, _ = _planted_blocks()
+    model = BPR(factors=4, epochs=1, optimizer="adagrad", random_state=0).fit(X)
+    model.set_params(optimizer="adam")  # new optimiser: fresh state of the right shapes
+    model.fit_partial(X)
+    assert model._opt_state["item_adam_m"].shape == model.item_factors.shape
+    model.set_params(factors=8)
+    with pytest.raises(ValueError, match="factors changed from 4 to 8"):
+        model.fit_partial(X)
