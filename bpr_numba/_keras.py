@@ -69,8 +69,9 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
     user_grad, item_grad : ndarray of float32, shape (n, f)
         Scratch, all zeros on entry and on exit.
     user_adam_m, user_adam_v, item_adam_m, item_adam_v : ndarray of float32, shape (n, f)
-    step : int
-        Adam steps taken so far (Keras's ``iterations``).
+    step : ndarray of int64, shape (1,)
+        Adam steps taken so far (Keras's ``iterations``); advanced in place, so
+        the count survives a Ctrl-C that arrives as the call returns.
     loss_code : int
     lr, reg, beta_1, beta_2, epsilon : float32
         ``reg`` adds ``reg * w`` to the gradient of each occurrence of a row
@@ -78,14 +79,12 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
 
     Modifies
     --------
-    The factors and the Adam moments.
+    The factors, the Adam moments and ``step``.
 
     Returns
     -------
     loss_sum : float
         Sum of the per-sample losses, at the weights of each sample's batch.
-    step : int
-        Adam steps taken after these batches.
     """
     n_users = user_factors.shape[0]
     n_items = item_factors.shape[0]
@@ -119,11 +118,12 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
                 item_grad[i, f] += r * item_factors[i, f]
                 item_grad[j, f] -= g * uf
                 item_grad[j, f] += r * item_factors[j, f]
-        step += 1
+        step[0] += 1
+        t = step[0]
         # In float64 from the float32 hyperparameters, rounded once (numba would
         # raise a float32 to an integer power in float32).
-        alpha = np.float32(np.float64(lr) * math.sqrt(1.0 - np.float64(beta_2) ** step)
-                           / (1.0 - np.float64(beta_1) ** step))
+        alpha = np.float32(np.float64(lr) * math.sqrt(1.0 - np.float64(beta_2) ** t)
+                           / (1.0 - np.float64(beta_1) ** t))
         for r in prange(n_users):
             _adam_row(user_factors, user_grad, user_adam_m, user_adam_v, r,
                       alpha, beta_1, beta_2, one_minus_b1, one_minus_b2, epsilon)
@@ -135,4 +135,4 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
                 user_grad[users[s], f] = 0.0
                 item_grad[positives[s], f] = 0.0
                 item_grad[negatives[s], f] = 0.0
-    return loss_sum, step
+    return loss_sum

@@ -26,27 +26,52 @@ OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM, "dense-a
 DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001}
 
 
+_FLOAT32_MAX = np.float32(3.4028235e38)
+
+
 @njit(cache=True, inline="always")
 def _apply_row_update(opt_code, params, row, grad, n_cols,
                       adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
-                      lr, beta_1, beta_2, epsilon):
+                      lr, beta_1, beta_2, epsilon, scratch):
     """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
+
+    The new values are computed into ``scratch`` (float32, shape (3, >= n_cols))
+    and written only if every one is finite, so a diverging step never leaves
+    NaN or infinity in the factors or the state.
 
     Modifies ``params`` and the state arrays of the chosen optimiser in place.
     All arrays are float32 except ``adam_t`` (int64, per row); scalars are float32.
+
+    Returns
+    -------
+    bool
+        False when the step was refused (it would have made a value non-finite).
     """
+    bad = False
     if opt_code == OPT_SGD:
         for f in range(n_cols):
-            params[row, f] -= lr * grad[f]
+            w = params[row, f] - lr * grad[f]
+            scratch[0, f] = w
+            bad |= not abs(w) <= _FLOAT32_MAX
+        if bad:
+            return False
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
     elif opt_code == OPT_ADAGRAD:
         for f in range(n_cols):
             g = grad[f]
-            s = adagrad_sum_sq[row, f] + g * g
-            adagrad_sum_sq[row, f] = s
-            params[row, f] -= lr * g / (np.sqrt(s) + epsilon)
+            sq = adagrad_sum_sq[row, f] + g * g
+            w = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
+            scratch[0, f] = w
+            scratch[1, f] = sq
+            bad |= not (abs(w) <= _FLOAT32_MAX and sq <= _FLOAT32_MAX)
+        if bad:
+            return False
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
+            adagrad_sum_sq[row, f] = scratch[1, f]
     else:
         t = adam_t[row] + 1
-        adam_t[row] = t
         alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
         one_minus_b1 = np.float32(1.0) - beta_1
         one_minus_b2 = np.float32(1.0) - beta_2
@@ -54,9 +79,19 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
             g = grad[f]
             m = beta_1 * adam_m[row, f] + one_minus_b1 * g
             v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
-            adam_m[row, f] = m
-            adam_v[row, f] = v
-            params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)
+            w = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
+            scratch[0, f] = w
+            scratch[1, f] = m
+            scratch[2, f] = v
+            bad |= not (abs(w) <= _FLOAT32_MAX and v <= _FLOAT32_MAX)
+        if bad:
+            return False
+        adam_t[row] = t
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
+            adam_m[row, f] = scratch[1, f]
+            adam_v[row, f] = scratch[2, f]
+    return True
 
 
 def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):

@@ -91,6 +91,9 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
     n_trained : ndarray of int64, shape (n_chunks,)
     n_skipped : ndarray of int64, shape (n_chunks,)
         Samples without any negative (the user has every item).
+    n_refused : ndarray of int64, shape (n_chunks,)
+        Samples with a non-finite loss or a row step refused because it would
+        have made a factor non-finite (divergence): the factors stay finite.
     """
     n_chunks = chunk_bounds.shape[0] - 1
     n_items = item_factors.shape[0]
@@ -98,6 +101,7 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
     loss_sum = np.zeros(n_chunks, np.float64)
     n_trained = np.zeros(n_chunks, np.int64)
     n_skipped = np.zeros(n_chunks, np.int64)
+    n_refused = np.zeros(n_chunks, np.int64)
     max_row = 0
     for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
         u = user_order[k]
@@ -107,11 +111,13 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
         grad_u = np.empty(n_cols, np.float32)
         grad_i = np.empty(n_cols, np.float32)
         grad_j = np.empty(n_cols, np.float32)
+        scratch = np.empty((3, n_cols), np.float32)
         order = np.empty(max_row, np.int64)
         seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
         chunk_loss = 0.0
         chunk_trained = 0
         chunk_skipped = 0
+        chunk_refused = 0
         for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
             u = user_order[k]
             start = indptr[u]
@@ -151,22 +157,25 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                     grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
                     grad_i[f] = g * uf + reg * item_factors[i, f]
                     grad_j[f] = reg * item_factors[j, f] - g * uf
-                _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
-                                  user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                  adam_alpha, lr, beta_1, beta_2, epsilon)
-                _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
-                                  item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                  adam_alpha, lr, beta_1, beta_2, epsilon)
-                _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
-                                  item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                  adam_alpha, lr, beta_1, beta_2, epsilon)
+                ok = _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
+                                       user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                       adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                ok &= _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
+                                        item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                        adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                ok &= _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
+                                        item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                        adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if not ok or not np.isfinite(value):
+                    chunk_refused += 1
             if neg_code == NEG_UNSEEN:
                 _mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
         loss_sum[c] = chunk_loss
         n_trained[c] = chunk_trained
         n_skipped[c] = chunk_skipped
-    return loss_sum, n_trained, n_skipped
+        n_refused[c] = chunk_refused
+    return loss_sum, n_trained, n_skipped, n_refused
 
 
 def plan_epoch(row_lengths, trainable_users, rng, n_chunks=N_CHUNKS):

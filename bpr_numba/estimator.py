@@ -301,7 +301,7 @@ class BPR:
         state = dict(user_sum_sq=empty2, item_sum_sq=empty2,
                      user_adam_m=empty2, user_adam_v=empty2, user_adam_t=empty1,
                      item_adam_m=empty2, item_adam_v=empty2, item_adam_t=empty1,
-                     user_grad=empty2, item_grad=empty2, adam_step=0)
+                     user_grad=empty2, item_grad=empty2, adam_step=np.zeros(1, np.int64))
         if name == "adagrad":
             state.update(user_sum_sq=np.zeros_like(users), item_sum_sq=np.zeros_like(items))
         elif name in ("adam", "dense-adam"):
@@ -442,21 +442,16 @@ class BPR:
         try:
             for _ in range(epochs):
                 epoch = self.n_epochs_done_ + 1
-                snapshot = (self._user_factors.copy(), self._item_factors.copy())
                 start = time.perf_counter()
-                try:
-                    if p["optimizer"] == "dense-adam":
-                        record = self._keras_epoch(X)
-                    else:
-                        record = self._hogwild_epoch(X)
-                except KeyboardInterrupt:
-                    self._user_factors, self._item_factors = snapshot
-                    warnings.warn(
-                        f"training interrupted during epoch {epoch}: the model keeps the factors "
-                        f"of epoch {epoch - 1} (n_epochs_done_ = {self.n_epochs_done_}).",
-                        RuntimeWarning, stacklevel=3)
-                    raise
-                self._check_finite(epoch, snapshot)
+                self._interrupted = False
+                if p["optimizer"] == "dense-adam":
+                    # Dense Adam moves every row at every step: keep a copy to
+                    # fall back on if a step overflows (the model is small).
+                    snapshot = (self._user_factors.copy(), self._item_factors.copy())
+                    record = self._keras_epoch(X, epoch)
+                    self._check_finite(epoch, snapshot)
+                else:
+                    record = self._hogwild_epoch(X, epoch)
                 record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
                 self.n_epochs_done_ = epoch
                 if plan["validation"] is not None:
@@ -483,6 +478,12 @@ class BPR:
                         waited += 1
                         if plan["patience"] is not None and waited >= plan["patience"]:
                             stop = True
+                if self._interrupted:
+                    warnings.warn(
+                        f"training interrupted: epoch {epoch} was finished first, so the model "
+                        f"keeps the factors of a completed epoch (n_epochs_done_ = {epoch}).",
+                        RuntimeWarning, stacklevel=3)
+                    raise KeyboardInterrupt
                 if stop:
                     break
         finally:
@@ -506,6 +507,29 @@ class BPR:
                 f"The model keeps the factors of epoch {epoch - 1}; its optimiser state is reset."
             )
 
+    def _run_slices(self, epoch, calls):
+        """Run an epoch's kernel calls; a first Ctrl-C finishes the epoch, a second stops at once.
+
+        A compiled kernel cannot be interrupted: Ctrl-C arrives when a call
+        returns. Finishing the epoch keeps the factors of a completed epoch
+        without a copy of them (the memory of a plain fit stays factors +
+        optimiser state + CSR).
+        """
+        for call in calls:
+            try:
+                call()
+            except KeyboardInterrupt:
+                if self._interrupted:
+                    warnings.warn(
+                        f"training stopped during epoch {epoch}: the factors are those of a "
+                        f"partly trained epoch (n_epochs_done_ = {epoch - 1}).",
+                        RuntimeWarning, stacklevel=4)
+                    raise
+                self._interrupted = True
+                warnings.warn(
+                    f"Ctrl-C: finishing epoch {epoch} first; press Ctrl-C again to stop at once.",
+                    RuntimeWarning, stacklevel=4)
+
     def _with_threads(self, func, *args):
         n = self._params["num_threads"] or numba.config.NUMBA_NUM_THREADS
         previous = numba.get_num_threads()
@@ -515,7 +539,7 @@ class BPR:
         finally:
             numba.set_num_threads(previous)
 
-    def _hogwild_epoch(self, X):
+    def _hogwild_epoch(self, X, epoch):
         p = self._params
         row_lengths = np.diff(X.indptr)
         trainable = np.flatnonzero(row_lengths).astype(np.int64)
@@ -523,8 +547,9 @@ class BPR:
         s = self._opt_state
         n_user_cols = self._user_factors.shape[1] - (1 if self._has_bias_column else 0)
         f32 = np.float32
-        loss_sum, n_trained, n_skipped = 0.0, 0, 0
-        for first, end in call_slices(chunk_bounds, row_lengths, user_order):
+        totals = np.zeros(4)  # loss sum, trained, skipped, refused
+
+        def call(first, end):
             out = self._with_threads(
                 _train_epoch_chunks, X.indptr, X.indices, user_order,
                 chunk_bounds[first:end + 1], self._user_factors, self._item_factors,
@@ -533,12 +558,22 @@ class BPR:
                 s["item_adam_m"], s["item_adam_v"], s["item_adam_t"],
                 self._chunk_states[first:end], _LAZY_ADAM_ALPHA,
                 LOSSES[p["loss"]], OPTIMIZERS[p["optimizer"]], NEGATIVES[p["negatives"]],
-                n_user_cols, p["negative_candidates"], f32(p["learning_rate"]), f32(p["regularization"]),
-                f32(_LAZY_BETA_1), f32(_LAZY_BETA_2), f32(_LAZY_EPSILON))
-            loss_sum += float(out[0].sum())
-            n_trained += int(out[1].sum())
-            n_skipped += int(out[2].sum())
-        return self._epoch_record(loss_sum, n_trained, n_skipped)
+                n_user_cols, p["negative_candidates"], f32(p["learning_rate"]),
+                f32(p["regularization"]), f32(_LAZY_BETA_1), f32(_LAZY_BETA_2),
+                f32(_LAZY_EPSILON))
+            totals[:] += [float(a.sum()) for a in out]
+
+        slices = call_slices(chunk_bounds, row_lengths, user_order)
+        self._run_slices(epoch, (lambda a=a, b=b: call(a, b) for a, b in slices))
+        loss_sum, n_trained, n_skipped, n_refused = totals
+        if n_refused:
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite "
+                f"loss or a step that would have made factors non-finite; lower learning_rate "
+                f"({p['learning_rate']}) or raise regularization. Those steps were not applied: "
+                f"the model keeps its last finite factors (n_epochs_done_ = {epoch - 1})."
+            )
+        return self._epoch_record(loss_sum, int(n_trained), int(n_skipped))
 
     def _epoch_record(self, loss_sum, n_trained, n_skipped):
         if n_trained == 0:
@@ -553,32 +588,35 @@ class BPR:
             self._warned_skipped = True
         return {"loss": loss_sum / n_trained, "skipped": n_skipped}
 
-    def _keras_epoch(self, X):
+    def _keras_epoch(self, X, epoch):
         users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
         positives = X.indices.astype(np.int64)
         negatives = self._order_rng.integers(0, X.shape[1], size=users.size, dtype=np.int64)
         order = self._order_rng.permutation(users.size)
-        loss_sum = self._run_triplets(users[order], positives[order], negatives[order])
+        loss_sum = self._run_triplets(users[order], positives[order], negatives[order], epoch)
         return {"loss": loss_sum / users.size, "skipped": 0}
 
-    def _run_triplets(self, users, positives, negatives):
+    def _run_triplets(self, users, positives, negatives, epoch):
         p = self._params
         s = self._opt_state
         f32 = np.float32
         n = users.size
         batch_starts = np.append(np.arange(0, n, p["batch_size"], dtype=np.int64), np.int64(n))
         batches_per_call = max(1, _TRIPLETS_PER_CALL // p["batch_size"])
-        loss_sum = 0.0
-        for first in range(0, batch_starts.size - 1, batches_per_call):
+        loss_sum = [0.0]
+
+        def call(first):
             bounds = batch_starts[first:first + batches_per_call + 1]
-            value, s["adam_step"] = self._with_threads(
+            loss_sum[0] += self._with_threads(
                 _dense_adam_batches, users, positives, negatives, bounds,
                 self._user_factors, self._item_factors, s["user_grad"], s["item_grad"],
                 s["user_adam_m"], s["user_adam_v"], s["item_adam_m"], s["item_adam_v"],
                 s["adam_step"], LOSSES[p["loss"]], f32(p["learning_rate"]),
                 f32(p["regularization"]), f32(p["beta_1"]), f32(p["beta_2"]), f32(p["epsilon"]))
-            loss_sum += value
-        return loss_sum
+
+        self._run_slices(epoch, (lambda a=a: call(a)
+                                 for a in range(0, batch_starts.size - 1, batches_per_call)))
+        return loss_sum[0]
 
     def fit_triplets(self, users, positives, negatives, n_users=None, n_items=None,
                      epochs=1, shuffle=False):
@@ -633,7 +671,9 @@ class BPR:
             start = time.perf_counter()
             snapshot = (self._user_factors.copy(), self._item_factors.copy())
             order = self._order_rng.permutation(users.size) if shuffle else slice(None)
-            loss_sum = self._run_triplets(users[order], positives[order], negatives[order])
+            self._interrupted = False
+            loss_sum = self._run_triplets(users[order], positives[order], negatives[order],
+                                          self.n_epochs_done_ + 1)
             self._check_finite(self.n_epochs_done_ + 1, snapshot)
             self.n_epochs_done_ += 1
             self.history_.append({"epoch": self.n_epochs_done_, "loss": loss_sum / users.size,

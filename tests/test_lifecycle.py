@@ -57,42 +57,81 @@ def test_callback_returning_false_stops():
     assert calls == [1, 2, 3] and model.n_epochs_done_ == 3
 
 
-def test_divergence_is_reported_and_last_finite_factors_kept():
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam"])
+def test_divergence_is_reported_and_last_finite_factors_kept(optimizer):
     train, _ = _data()
-    model = BPR(factors=4, epochs=3, optimizer="sgd", learning_rate=1e30, regularization=1.0,
-                random_state=0)
+    model = BPR(factors=4, epochs=3, optimizer=optimizer, learning_rate=1e30,
+                regularization=1.0, random_state=0)
     model.initialize(*train.shape)
-    start = model.item_factors.copy()
-    with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 1 .*lower learning_rate"):
+    with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 1: .*lower learning_rate"):
         model.fit_partial(train, epochs=3)
-    assert np.all(np.isfinite(model.item_factors))
-    np.testing.assert_array_equal(model.item_factors, start)
+    # The steps that would have overflowed were not applied: factors and state stay finite.
+    assert np.all(np.isfinite(model.item_factors)) and np.all(np.isfinite(model.user_factors))
+    for state in model._opt_state.values():
+        assert np.all(np.isfinite(state))
     assert model.n_epochs_done_ == 0
+    # Without the refusal the factors would hold infinities: the check is real.
+    assert np.abs(model.item_factors).max() > 1e20
 
 
-def test_keyboard_interrupt_keeps_the_last_completed_epoch(monkeypatch):
+def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch):
     train, _ = _data()
     real = estimator_module._train_epoch_chunks
     calls = []
 
     def interrupted(*args):
         calls.append(1)
-        out = real(*args)  # the kernel ran (factors changed) when Ctrl-C lands
+        out = real(*args)  # a kernel cannot be interrupted: Ctrl-C lands as it returns
         if len(calls) == 2:
             raise KeyboardInterrupt
         return out
 
     monkeypatch.setattr(estimator_module, "_train_epoch_chunks", interrupted)
+    monkeypatch.setattr(estimator_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
     model = BPR(factors=4, epochs=5, random_state=0)
-    epoch_one = {}
-    with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="keeps the factors of epoch 1"):
-        model.fit(train, callbacks=[lambda e, r: epoch_one.setdefault("v", model.item_factors.copy())],
+    seen = {}
+    with pytest.raises(KeyboardInterrupt), \
+            pytest.warns(RuntimeWarning, match="epoch 1 was finished first"):
+        model.fit(train, callbacks=[lambda e, r: seen.setdefault(e, model.item_factors.copy())],
                   show_progress=False)
-    assert model.n_epochs_done_ == 1
-    np.testing.assert_array_equal(model.item_factors, epoch_one["v"])
+    # Ctrl-C came in the middle of epoch 1 (after its first of two calls); the
+    # second call still ran, so epoch 1 is complete and recorded.
+    assert len(calls) == 2 and model.n_epochs_done_ == 1 and len(model.history_) == 1
+    np.testing.assert_array_equal(model.item_factors, seen[1])
     monkeypatch.setattr(estimator_module, "_train_epoch_chunks", real)
     model.fit_partial(train)  # still usable
     assert model.n_epochs_done_ == 2
+
+
+def test_a_second_keyboard_interrupt_stops_at_once(monkeypatch):
+    train, _ = _data()
+    real = estimator_module._train_epoch_chunks
+
+    def always_interrupted(*args):
+        real(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", always_interrupted)
+    monkeypatch.setattr(estimator_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
+    model = BPR(factors=4, epochs=5, random_state=0)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="partly trained"):
+        model.fit(train, show_progress=False)
+    assert model.n_epochs_done_ == 0
+    assert np.all(np.isfinite(model.item_factors))
+
+
+def test_keras_mode_divergence_keeps_the_previous_epoch():
+    train, _ = _data()
+    model = BPR.keras_compatible(factors=4, learning_rate=1e38, random_state=0)
+    model.initialize(*train.shape)
+    # Equal factors of 1e38: every positive's row gets Adam steps of about
+    # +lr in the same direction and overflows to infinity within an epoch.
+    model.item_factors = np.full(model.item_factors.shape, 1e38, np.float32)
+    model.user_factors = np.full(model.user_factors.shape, 1e38, np.float32)
+    start = model.item_factors.copy()
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch 1"):
+        model.fit_partial(train)
+    np.testing.assert_array_equal(model.item_factors, start)
 
 
 def test_save_load_round_trip(tmp_path):

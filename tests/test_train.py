@@ -95,7 +95,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     try:
         for _ in range(epochs):
             order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
-            loss_sum, n_trained, n_skipped = _train_epoch_chunks(
+            loss_sum, n_trained, n_skipped, n_refused = _train_epoch_chunks(
                 indptr, indices, order, bounds, U, V,
                 ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
                 states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
@@ -104,6 +104,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
                 indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
                 negatives, n_user_cols, n_candidates, lr, reg)
             assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
+            assert n_refused.sum() == 0
     finally:
         numba.set_num_threads(previous)
     np.testing.assert_array_equal(states, states_ref)
