@@ -349,10 +349,11 @@ class BPR:
         Raises
         ------
         TrainingDivergedError
-            The factors became NaN or infinite; the model keeps the factors of
-            the last finite epoch.
+            A step would have made the factors NaN or infinite; such steps are
+            not applied, so the model keeps its last finite factors.
         KeyboardInterrupt
-            Re-raised after restoring the factors of the last completed epoch.
+            Raised once the interrupted epoch is finished (a second Ctrl-C
+            stops at once, leaving the factors of a partly trained epoch).
         """
         X = v.check_interactions(interactions, "interactions")
         _check_trainable(X)
