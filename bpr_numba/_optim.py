@@ -35,9 +35,10 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
                       lr, beta_1, beta_2, epsilon, scratch):
     """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
 
-    The new values are computed into ``scratch`` (float32, shape (3, >= n_cols))
-    and written only if every one is finite, so a diverging step never leaves
-    NaN or infinity in the factors or the state.
+    A step that would make any value non-finite is not applied (``scratch``,
+    float32 of shape (3, >= n_cols), holds the new values until they are
+    checked), so a diverging run never leaves NaN or infinity in the factors or
+    the state, even with Hogwild threads.
 
     Modifies ``params`` and the state arrays of the chosen optimiser in place.
     All arrays are float32 except ``adam_t`` (int64, per row); scalars are float32.
@@ -47,29 +48,27 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
     bool
         False when the step was refused (it would have made a value non-finite).
     """
-    bad = False
+    # New values are computed first (into ``scratch`` for Adagrad and Adam),
+    # checked with a squared norm (a reassociated dot product: NaN and overflow
+    # still reach it), and written only when finite. Nothing non-finite is ever
+    # written, so no other Hogwild thread can read it; a norm past float32's
+    # range means some value reached about 1e19, which counts as diverged.
     if opt_code == OPT_SGD:
-        for f in range(n_cols):
-            w = params[row, f] - lr * grad[f]
-            scratch[0, f] = w
-            bad |= not abs(w) <= _FLOAT32_MAX
-        if bad:
-            return False
-        for f in range(n_cols):
-            params[row, f] = scratch[0, f]
+        ok = _is_finite(_sgd_step_norm(params, row, grad, n_cols, lr))
+        if ok:
+            for f in range(n_cols):
+                params[row, f] -= lr * grad[f]
     elif opt_code == OPT_ADAGRAD:
         for f in range(n_cols):
             g = grad[f]
             sq = adagrad_sum_sq[row, f] + g * g
-            w = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
-            scratch[0, f] = w
             scratch[1, f] = sq
-            bad |= not (abs(w) <= _FLOAT32_MAX and sq <= _FLOAT32_MAX)
-        if bad:
-            return False
-        for f in range(n_cols):
-            params[row, f] = scratch[0, f]
-            adagrad_sum_sq[row, f] = scratch[1, f]
+            scratch[0, f] = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
+        ok = _is_finite(_sq_norm(scratch, 0, n_cols) + _sq_norm(scratch, 1, n_cols))
+        if ok:
+            for f in range(n_cols):
+                params[row, f] = scratch[0, f]
+                adagrad_sum_sq[row, f] = scratch[1, f]
     else:
         t = adam_t[row] + 1
         alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
@@ -79,19 +78,92 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
             g = grad[f]
             m = beta_1 * adam_m[row, f] + one_minus_b1 * g
             v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
-            w = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
-            scratch[0, f] = w
             scratch[1, f] = m
             scratch[2, f] = v
-            bad |= not (abs(w) <= _FLOAT32_MAX and v <= _FLOAT32_MAX)
-        if bad:
-            return False
-        adam_t[row] = t
+            scratch[0, f] = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
+        ok = _is_finite(_sq_norm(scratch, 0, n_cols) + _sq_norm(scratch, 2, n_cols))
+        if ok:
+            adam_t[row] = t
+            for f in range(n_cols):
+                params[row, f] = scratch[0, f]
+                adam_m[row, f] = scratch[1, f]
+                adam_v[row, f] = scratch[2, f]
+    return ok
+    for f in range(n_cols):
+        scratch[0, f] = params[row, f]
+    if opt_code == OPT_ADAGRAD:
         for f in range(n_cols):
-            params[row, f] = scratch[0, f]
-            adam_m[row, f] = scratch[1, f]
-            adam_v[row, f] = scratch[2, f]
-    return True
+            scratch[1, f] = adagrad_sum_sq[row, f]
+        for f in range(n_cols):
+            g = grad[f]
+            sq = adagrad_sum_sq[row, f] + g * g
+            adagrad_sum_sq[row, f] = sq
+            params[row, f] -= lr * g / (np.sqrt(sq) + epsilon)
+        ok = _is_finite(_dot(params, row, params, row) + _dot(adagrad_sum_sq, row, adagrad_sum_sq, row))
+        if not ok:
+            for f in range(n_cols):
+                params[row, f] = scratch[0, f]
+                adagrad_sum_sq[row, f] = scratch[1, f]
+    else:
+        t = adam_t[row] + 1
+        alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
+        one_minus_b1 = np.float32(1.0) - beta_1
+        one_minus_b2 = np.float32(1.0) - beta_2
+        for f in range(n_cols):
+            scratch[1, f] = adam_m[row, f]
+            scratch[2, f] = adam_v[row, f]
+        for f in range(n_cols):
+            g = grad[f]
+            m = beta_1 * adam_m[row, f] + one_minus_b1 * g
+            v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
+            adam_m[row, f] = m
+            adam_v[row, f] = v
+            params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)
+        ok = _is_finite(_dot(params, row, params, row) + _dot(adam_v, row, adam_v, row))
+        if ok:
+            adam_t[row] = t
+        else:
+            for f in range(n_cols):
+                params[row, f] = scratch[0, f]
+                adam_m[row, f] = scratch[1, f]
+                adam_v[row, f] = scratch[2, f]
+    return ok
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _sgd_step_norm(params, row, grad, n_cols, lr):
+    """Squared norm of ``params[row] - lr * grad`` (reassociated, NaN-propagating)."""
+    x = np.float32(0.0)
+    for f in range(n_cols):
+        w = params[row, f] - lr * grad[f]
+        x += w * w
+    return x
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _sq_norm(a, r, n_cols):
+    """Squared norm of ``a[r, :n_cols]`` (reassociated, NaN-propagating)."""
+    x = np.float32(0.0)
+    for f in range(n_cols):
+        x += a[r, f] * a[r, f]
+    return x
+
+
+@njit(cache=True, inline="always")
+def _is_finite(x):
+    return abs(x) <= _FLOAT32_MAX
+
+
+# Reassociation lets LLVM vectorise the sum; no nnan/ninf, so NaN and infinity
+# still propagate to the result. Not inlined by numba, which would drop the
+# flags: LLVM inlines it with its per-instruction flags intact.
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot(a, r, b, q):
+    """Dot product of rows ``a[r]`` and ``b[q]`` in float32 (any summation order)."""
+    x = np.float32(0.0)
+    for f in range(a.shape[1]):
+        x += a[r, f] * b[q, f]
+    return x
 
 
 def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):

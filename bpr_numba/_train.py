@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._losses import _loss_and_grad
-from ._optim import _apply_row_update
+from ._optim import _apply_row_update, _dot
 from ._rng import _next_below
 from ._sampling import NEG_UNSEEN, _draw_negative, _mark_row
 
@@ -23,18 +23,6 @@ from ._sampling import NEG_UNSEEN, _draw_negative, _mark_row
 N_CHUNKS = 256
 # Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
 SAMPLES_PER_CALL = 2_000_000
-
-
-# Reassociation lets LLVM vectorise the sum; no nnan/ninf, so a NaN still
-# propagates to the divergence check. Not inlined by numba, which would drop
-# the flags: LLVM inlines it with its per-instruction flags intact.
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(a, r, b, q):
-    """Dot product of rows ``a[r]`` and ``b[q]`` in float32 (any summation order)."""
-    x = np.float32(0.0)
-    for f in range(a.shape[1]):
-        x += a[r, f] * b[q, f]
-    return x
 
 
 @njit(cache=True, parallel=True)

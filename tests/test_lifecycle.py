@@ -1,8 +1,5 @@
 """Training life cycle: validation, early stopping, callbacks, divergence, Ctrl-C, save/load."""
 
-import json
-import zipfile
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -70,8 +67,6 @@ def test_divergence_is_reported_and_last_finite_factors_kept(optimizer):
     for state in model._opt_state.values():
         assert np.all(np.isfinite(state))
     assert model.n_epochs_done_ == 0
-    # Without the refusal the factors would hold infinities: the check is real.
-    assert np.abs(model.item_factors).max() > 1e20
 
 
 def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch):
