@@ -89,45 +89,6 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
                 adam_m[row, f] = scratch[1, f]
                 adam_v[row, f] = scratch[2, f]
     return ok
-    for f in range(n_cols):
-        scratch[0, f] = params[row, f]
-    if opt_code == OPT_ADAGRAD:
-        for f in range(n_cols):
-            scratch[1, f] = adagrad_sum_sq[row, f]
-        for f in range(n_cols):
-            g = grad[f]
-            sq = adagrad_sum_sq[row, f] + g * g
-            adagrad_sum_sq[row, f] = sq
-            params[row, f] -= lr * g / (np.sqrt(sq) + epsilon)
-        ok = _is_finite(_dot(params, row, params, row) + _dot(adagrad_sum_sq, row, adagrad_sum_sq, row))
-        if not ok:
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-                adagrad_sum_sq[row, f] = scratch[1, f]
-    else:
-        t = adam_t[row] + 1
-        alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
-        one_minus_b1 = np.float32(1.0) - beta_1
-        one_minus_b2 = np.float32(1.0) - beta_2
-        for f in range(n_cols):
-            scratch[1, f] = adam_m[row, f]
-            scratch[2, f] = adam_v[row, f]
-        for f in range(n_cols):
-            g = grad[f]
-            m = beta_1 * adam_m[row, f] + one_minus_b1 * g
-            v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
-            adam_m[row, f] = m
-            adam_v[row, f] = v
-            params[row, f] -= alpha * m / (np.sqrt(v) + epsilon)
-        ok = _is_finite(_dot(params, row, params, row) + _dot(adam_v, row, adam_v, row))
-        if ok:
-            adam_t[row] = t
-        else:
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-                adam_m[row, f] = scratch[1, f]
-                adam_v[row, f] = scratch[2, f]
-    return ok
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
