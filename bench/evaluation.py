@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_model, git_state
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("full_auc", "auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
 
@@ -300,19 +302,8 @@ def environment(sklearn):
     import numpy as np
     import scipy
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except OSError:
-        commit = ""
+    cpu = cpu_model()
+    commit, _ = git_state()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,

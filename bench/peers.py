@@ -118,6 +118,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_model, git_state
+
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 RESULTS = HERE.parent / "results"
@@ -232,28 +234,13 @@ def run_worker(python, role, job, job_path, timeout):
 
 
 def machine_info():
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "driver_python": sys.version.split()[0]}
     try:
         info["affinity"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=REPO, capture_output=True, text=True).stdout.strip())
-        info["git_commit"], info["git_dirty"] = commit, dirty
-    except (OSError, subprocess.CalledProcessError):
-        info["git_commit"] = None
+    info["git_commit"], info["git_dirty"] = git_state(REPO)
     return info
 
 
