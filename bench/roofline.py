@@ -271,12 +271,14 @@ def _component_kernels():
         return out
 
     @njit(parallel=True, cache=False)
-    def update_loop(opt_code, P, grad, sum_sq, m, v, t, n_iter, lr):
+    def update_loop(opt_code, P, grad, sum_sq, m, v, t, n_iter, lr, alpha):
         mask = P.shape[0] - 1
         for p in prange(1):
+            scratch = np.empty((3, P.shape[1]), np.float32)
             for r in range(n_iter):
                 _apply_row_update(opt_code, P, (r * 7) & mask, grad, P.shape[1], sum_sq, m, v, t,
-                                  lr, np.float32(0.9), np.float32(0.999), np.float32(1e-8))
+                                  alpha, lr, np.float32(0.9), np.float32(0.999),
+                                  np.float32(1e-8), scratch)
         return P[0, 0]
 
     @njit(parallel=True, cache=False)
@@ -286,9 +288,12 @@ def _component_kernels():
         for p in prange(1):
             state = state0
             acc = 0
+            # The kernel marks a user's positives in this bitset once per user;
+            # here it stays empty, so each draw costs one bit test.
+            seen = np.zeros((n_items + 63) // 64, np.uint64)
             for r in range(n_iter):
                 state, u = _next_below(state, n_users)
-                state, j = _draw_negative(state, indptr, indices, u, n_items, neg_code)
+                state, j = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                 acc += j
             out[p] = acc
         return out
@@ -479,7 +484,7 @@ def measure_flops(threads, repeats, n_cols, target_s):
     G = rng.standard_normal((64, n_cols)).astype(np.float32) * np.float32(1e-6)
     # Calibrate iteration counts on one thread so each call takes about target_s.
     cases = [
-        ("dot, short rows, as compiled in the kernel (no fastmath)", n_cols,
+        ("dot, short rows, one serial chain (no fastmath)", n_cols,
          lambda it, t: _dot_short_strict(A, B, it, t), 2 * n_cols),
         ("dot, short rows, fastmath (vectorised)", n_cols,
          lambda it, t: _dot_short_fast(A, B, it, t), 2 * n_cols),
@@ -542,9 +547,11 @@ def measure_random_rows(matrices, threads, repeats, n_cols, target_s):
 def measure_components(columns, n_items, per_user, repeats, target_s):
     """In-cache ns per call of the kernel's pieces; the row pieces for each column count."""
     from bpr_numba import make_synthetic
-    from bpr_numba._optim import OPTIMIZERS
+    from bpr_numba._optim import OPTIMIZERS, adam_bias_correction
     from bpr_numba._sampling import NEG_UNSEEN
     from bpr_numba._validation import check_interactions
+
+    ADAM_ALPHA = adam_bias_correction(0.9, 0.999)
 
     k = _component_kernels()
     rng = np.random.default_rng(2)
@@ -571,7 +578,7 @@ def measure_components(columns, n_items, per_user, repeats, target_s):
                      "adagrad": (z, empty2, empty2, empty1),
                      "adam": (empty2, z, z.copy(), np.zeros(P.shape[0], np.int64))}[name]
             c[f"update_{name}"] = ns(lambda it, P=P, state=state, name=name: k["update"](
-                OPTIMIZERS[name], P, grad, *state, it, np.float32(0.01)))
+                OPTIMIZERS[name], P, grad, *state, it, np.float32(0.01), ADAM_ALPHA))
         out["per_columns"][n_cols] = c
     # Negative draws ("unseen") on a CSR with the benchmark's items and row lengths;
     # each call also draws the user (one _next_below).
@@ -753,9 +760,9 @@ def markdown(rec):
                   "| piece | " + " | ".join(f"{c} columns" for c in cols) + " |",
                   "| --- | " + " | ".join("---:" for _ in cols) + " |"]
         for key, label in (("dot", "_dot (a candidate's score)"),
-                           ("x_and_grads", "x = u.(i - j) and the 3 gradient rows"),
+                           ("x_and_grads", "a serial x = u.(i - j) and the 3 gradient rows"),
                            ("update_sgd", "row update, sgd"), ("update_adagrad", "row update, adagrad"),
-                           ("update_adam", "row update, adam (2 pow calls)")):
+                           ("update_adam", "row update, adam (bias-correction table)")):
             lines.append(f"| {label} | " +
                          " | ".join(f"{comp['per_columns'][c][key]:.1f}" for c in cols) + " |")
         for key, label in (("draw_unseen", "negative draw, unseen (incl. one user draw)"),
