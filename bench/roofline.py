@@ -60,6 +60,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import cpu_model, git_state
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -393,20 +395,8 @@ def _cpu_list(text):
 
 
 def environment():
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=here).stdout.strip()
-    except OSError:
-        commit = ""
+    cpu = cpu_model()
+    commit, _ = git_state()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         lscpu_caches = [" ".join(line.split()) for line in lscpu.splitlines() if " cache:" in line]

@@ -67,6 +67,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_model, git_state
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("compile", "sweep", "sizes", "memory")
 SEED = 0
@@ -382,22 +384,8 @@ def environment():
     import numpy as np
     import scipy
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=here).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, cwd=here).stdout.strip())
-    except OSError:
-        commit, dirty = "", None
+    cpu = cpu_model()
+    commit, dirty = git_state()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
