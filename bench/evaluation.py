@@ -36,13 +36,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import cpu_model, git_state
+from _common import cold_and_cached, cpu_model, git_state
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("full_auc", "auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
@@ -280,18 +278,7 @@ def baseline(U, V, test, train, users, roc_auc_score):
 
 def compile_timing():
     """First call with an empty Numba cache, then with the cache, each in a fresh process."""
-    snippet = COMPILE_SNIPPET % (METRICS,)
-    result = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold", "cached"):
-            t = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True,
-                                 text=True, check=True)
-            wall = time.perf_counter() - t
-            result[label] = json.loads(out.stdout.strip().splitlines()[-1])
-            result[label]["process_wall_s"] = wall
-    return result
+    return cold_and_cached(COMPILE_SNIPPET % (METRICS,))
 
 
 # ------------------------------------------------------------------ report

@@ -67,7 +67,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cpu_model, git_state
+from _common import cold_and_cached, cpu_model, git_state
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("compile", "sweep", "sizes", "memory")
@@ -331,18 +331,7 @@ def compile_timing(optimizer, threads):
     """First fit with an empty Numba cache, then with the warm cache, in fresh processes."""
     snippet = COMPILE_SNIPPET % {"opt": optimizer, "threads": threads}
     result = {"optimizer": optimizer, "threads": threads}
-    cache = tempfile.mkdtemp(prefix="bpr-bench-numba-cache-")
-    try:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold", "cached"):
-            t = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True,
-                                 text=True, check=True)
-            wall = time.perf_counter() - t
-            result[label] = json.loads(out.stdout.strip().splitlines()[-1])
-            result[label]["process_wall_s"] = wall
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    result.update(cold_and_cached(snippet))
     result["compile_s"] = result["cold"]["first_fit_s"] - result["cached"]["first_fit_s"]
     return result
 

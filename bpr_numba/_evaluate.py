@@ -296,9 +296,9 @@ def _evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 
         pos_s, pos_id = _sort_positives(row, p_items, 0, n_pos)
         if do_full and not same:
-            full_s, full_id = _sort_positives(row, test_indices, t0, t1)
+            full_s = _sort_positives(row, test_indices, t0, t1)[0]
         else:
-            full_s, full_id = pos_s, pos_id
+            full_s = pos_s
         extra_s = np.empty(n_extra if do_full else 0, np.float32)
         for c in range(extra_s.shape[0]):
             extra_s[c] = row[x_items[c]]
