@@ -1,0 +1,224 @@
+"""Baselines to put beside the BPR model in quality tables.
+
+:class:`Popularity` ranks every user's items by how many training users have
+them. It exposes ``user_factors`` (a column of ones) and ``item_factors`` (the
+popularity) so that every function of :mod:`bpr_numba.metrics` scores it
+unchanged: the score of ``(u, i)`` is ``1 * popularity[i]``, the same for
+every user.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validation as v
+from ._topk import topk_items
+# Private helper of the estimator, shared so both classes filter liked items alike.
+from .estimator import _gather_rows
+
+__all__ = ["Popularity"]
+
+
+class Popularity:
+    """Recommend the most popular items: one ranking shared by every user.
+
+    Parameters
+    ----------
+    weighted : bool
+        False (default): the popularity of an item is the number of users
+        with a positive for it (stored non-zeros; duplicates count once).
+        True: the sum of its stored values (e.g. event counts; duplicates
+        summed).
+
+    Attributes
+    ----------
+    item_popularity_ : ndarray of float32, shape (n_items,)
+        Popularity of each item in the matrix given to :meth:`fit`.
+    user_factors : ndarray of float32, shape (n_users, 1)
+        All ones; None before :meth:`fit`.
+    item_factors : ndarray of float32, shape (n_items, 1)
+        ``item_popularity_`` as a column (a view of it); None before :meth:`fit`.
+    n_users, n_items : int
+
+    Notes
+    -----
+    The score of every ``(user, item)`` pair is the item's popularity, so
+    ``bpr_numba.metrics`` ranks each user's candidates by popularity; with
+    equal popularity the metrics' AUC counts the pair as one half and
+    :meth:`recommend` puts the smaller item id first.
+    """
+
+    def __init__(self, weighted=False):
+        self.weighted = weighted
+
+    # ------------------------------------------------------------------ params
+    def get_params(self, deep=True):
+        """Return the constructor parameters as a dict (scikit-learn's contract)."""
+        return {"weighted": self.weighted}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ValueError. Returns self."""
+        for name, value in params.items():
+            if name != "weighted":
+                raise ValueError(
+                    f"Invalid parameter {name!r} for Popularity; known parameters: weighted."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        params = "" if self.weighted is False else f"weighted={self.weighted!r}"
+        return f"Popularity({params})"
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, interactions, y=None):
+        """Count the positives of every item in ``interactions``.
+
+        Parameters
+        ----------
+        interactions : scipy.sparse matrix, shape (n_users, n_items), or Interactions
+            Stored non-zeros are positives (explicit zeros ignored); COO, CSR
+            and CSC are accepted. A :class:`bpr_numba.data.Interactions` is
+            read through its ``matrix``.
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        TypeError
+            ``interactions`` is not a scipy.sparse matrix (nor has one as
+            ``.matrix``), or ``weighted`` is not a bool.
+        ValueError
+            An empty matrix, no positive, or NaN/infinite values.
+        """
+        if not isinstance(self.weighted, (bool, np.bool_)):
+            raise TypeError(f"weighted must be True or False; got {self.weighted!r}.")
+        if not sp.issparse(interactions) and sp.issparse(getattr(interactions, "matrix", None)):
+            interactions = interactions.matrix
+        X = v.check_interactions(interactions, "interactions")
+        n_users, n_items = X.shape
+        if self.weighted:
+            # check_interactions may replace the values by ones (non-canonical
+            # input), so sum the caller's values; explicit zeros add nothing.
+            totals = np.asarray(sp.csr_matrix(interactions).sum(axis=0), np.float64).ravel()
+            popularity = totals.astype(np.float32)
+        else:
+            popularity = np.bincount(X.indices, minlength=n_items).astype(np.float32)
+        self.item_popularity_ = popularity
+        self._user_factors = np.ones((n_users, 1), np.float32)
+        return self
+
+    # ----------------------------------------------------------------- state
+    @property
+    def user_factors(self):
+        """ndarray of float32, shape (n_users, 1), all ones; None before fit."""
+        return getattr(self, "_user_factors", None)
+
+    @property
+    def item_factors(self):
+        """ndarray of float32, shape (n_items, 1): the popularity; None before fit."""
+        popularity = getattr(self, "item_popularity_", None)
+        return None if popularity is None else popularity[:, None]
+
+    @property
+    def n_users(self):
+        """Number of users of the fitted model."""
+        self._check_fitted()
+        return self._user_factors.shape[0]
+
+    @property
+    def n_items(self):
+        """Number of items of the fitted model."""
+        self._check_fitted()
+        return self.item_popularity_.shape[0]
+
+    def _check_fitted(self):
+        if getattr(self, "_user_factors", None) is None:
+            raise v.NotFittedError("This Popularity model is not fitted yet: call fit().")
+
+    # --------------------------------------------------------- using a model
+    def predict(self, user_ids, item_ids):
+        """Scores of the pairs ``(user_ids[k], item_ids[k])``: the items' popularity.
+
+        Parameters
+        ----------
+        user_ids, item_ids : int or array-like of int, shape (n,)
+
+        Returns
+        -------
+        float32 or ndarray of float32, shape (n,)
+        """
+        self._check_fitted()
+        users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
+        items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
+        if users.size != items.size:
+            raise ValueError(
+                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
+            )
+        scores = self.item_popularity_[items]
+        return scores[0] if scalar_u and scalar_i else scores
+
+    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
+                  filter_items=None, items=None):
+        """Most popular ``N`` items for one user or several (as :meth:`BPR.recommend`).
+
+        Parameters
+        ----------
+        userid : int or array-like of int
+        user_items : scipy.sparse matrix, optional
+            Either one row per id in ``userid`` (implicit's convention) or the
+            whole users x items matrix (rows picked by ``userid``); needed when
+            ``filter_already_liked_items`` is True.
+        N : int
+        filter_already_liked_items : bool
+            Leave out the items in the user's row of ``user_items``.
+        filter_items : array-like of int, optional
+            Items never recommended.
+        items : array-like of int, optional
+            Rank only these items.
+
+        Returns
+        -------
+        ids : ndarray of int32
+        scores : ndarray of float32
+            For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
+            array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
+            Sorted by popularity descending, ties by item id ascending.
+        """
+        self._check_fitted()
+        users, scalar = v.check_ids(userid, "userid", self.n_users, "users")
+        N = v.check_positive_int(N, "N")
+        exclude_indptr = exclude_indices = None
+        if filter_already_liked_items:
+            if user_items is None:
+                raise ValueError(
+                    "filter_already_liked_items=True needs user_items: pass the users x items "
+                    "matrix (or the rows of the given users), or set "
+                    "filter_already_liked_items=False."
+                )
+            liked = v.check_interactions(user_items, "user_items", allow_empty=True)
+            if liked.shape[1] != self.n_items:
+                raise ValueError(
+                    f"user_items has {liked.shape[1]} columns, but the model has {self.n_items} "
+                    "items."
+                )
+            if liked.shape[0] == users.size:
+                rows = np.arange(users.size)
+            elif liked.shape[0] == self.n_users:
+                rows = users
+            else:
+                raise ValueError(
+                    f"user_items has {liked.shape[0]} rows; expected one row per given user "
+                    f"({users.size}) or the whole matrix ({self.n_users} rows)."
+                )
+            exclude_indptr, exclude_indices = _gather_rows(liked, rows)
+        ids, scores = topk_items(self.user_factors, self.item_factors, users, N,
+                                 exclude_indptr, exclude_indices, filter_items, items)
+        if scalar:
+            keep = ids[0] >= 0
+            return ids[0][keep], scores[0][keep]
+        return ids, scores
