@@ -23,17 +23,24 @@ from ._sampling import NEG_UNSEEN, _draw_negative, _mark_row
 N_CHUNKS = 256
 # Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
 SAMPLES_PER_CALL = 2_000_000
+# Bits of ``update_mask``: which rows of a triplet (u, i, j) a sample updates.
+# Full training updates all three; fold-in of users updates only u against
+# fixed items, fold-in of items only the positive i against fixed users.
+UPDATE_USER = 1
+UPDATE_POSITIVE = 2
+UPDATE_NEGATIVE = 4
+UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 
 
 @njit(cache=True, parallel=True)
-def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
+def _train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                         user_factors, item_factors,
                         user_sum_sq, item_sum_sq,
                         user_adam_m, user_adam_v, user_adam_t,
                         item_adam_m, item_adam_v, item_adam_t,
                         states,
                         adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
-                        n_candidates, lr, reg, beta_1, beta_2, epsilon):
+                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon):
     """Train on the chunks ``chunk_bounds`` of an epoch, Hogwild style.
 
     Chunks run in parallel without locks: two threads may update the same item
@@ -45,6 +52,9 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
     indptr : ndarray of int64, shape (n_users + 1,)
     indices : ndarray of int32, shape (nnz,)
         Positives, sorted within each row.
+    weights : ndarray of float32, shape (nnz,) or (0,)
+        Weight of each positive: it scales the loss and the data gradient of
+        the positive's samples (the L2 term is not scaled). Empty: all 1.
     user_order : ndarray of int64, shape (n_order,)
         Users in the order of this epoch.
     chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
@@ -67,6 +77,9 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
         is the constant 1 that pairs with an item bias).
     n_candidates : int
         Negatives drawn per positive; the highest scoring one is trained on.
+    update_mask : int
+        Rows updated per sample: ``UPDATE_USER | UPDATE_POSITIVE |
+        UPDATE_NEGATIVE`` bits (the others are read only).
     lr, reg, beta_1, beta_2, epsilon : float32
 
     Modifies
@@ -90,6 +103,10 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
     n_trained = np.zeros(n_chunks, np.int64)
     n_skipped = np.zeros(n_chunks, np.int64)
     n_refused = np.zeros(n_chunks, np.int64)
+    weighted = weights.shape[0] > 0
+    do_user = (update_mask & UPDATE_USER) != 0
+    do_pos = (update_mask & UPDATE_POSITIVE) != 0
+    do_neg = (update_mask & UPDATE_NEGATIVE) != 0
     max_row = 0
     for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
         u = user_order[k]
@@ -121,6 +138,7 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                 order[b] = tmp
             for a in range(n_pos):
                 i = indices[order[a]]
+                w = weights[order[a]] if weighted else np.float32(1.0)
                 state, j = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                 if j < 0:
                     chunk_skipped += 1
@@ -135,25 +153,29 @@ def _train_epoch_chunks(indptr, indices, user_order, chunk_bounds,
                             j = j2
                 x = _dot(user_factors, u, item_factors, i) - best
                 value, dx = _loss_and_grad(loss_code, np.float64(x))
-                chunk_loss += value
+                chunk_loss += w * value
                 chunk_trained += 1
                 if i == j:
                     continue  # x is 0 and the data gradients cancel: nothing to learn
-                g = np.float32(dx)
+                g = np.float32(dx) * w
                 for f in range(n_cols):
                     uf = user_factors[u, f]
                     grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
                     grad_i[f] = g * uf + reg * item_factors[i, f]
                     grad_j[f] = reg * item_factors[j, f] - g * uf
-                ok = _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
-                                       user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                       adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                ok &= _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
-                                        item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                        adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                ok &= _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
-                                        item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                        adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                ok = True
+                if do_user:
+                    ok &= _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
+                                            user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if do_pos:
+                    ok &= _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
+                                            item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if do_neg:
+                    ok &= _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
+                                            item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if not ok or not np.isfinite(value):
                     chunk_refused += 1
             if neg_code == NEG_UNSEEN:

@@ -25,9 +25,10 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
 
     Parameters
     ----------
-    X : scipy.sparse matrix or array, shape (n_users, n_items)
+    X : scipy.sparse matrix or Interactions, shape (n_users, n_items)
         Stored non-zeros are positives; explicit zeros are dropped and
-        duplicates merged.
+        duplicates merged (their values summed). An ``Interactions`` gives
+        its ``matrix``.
     name : str
         Argument name used in error messages.
     allow_empty : bool
@@ -37,7 +38,8 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
     -------
     scipy.sparse.csr_matrix
         Sorted int32 ``indices`` without duplicates and an int64 ``indptr``
-        (for the kernels; internal use only). A canonical CSR input without
+        (for the kernels; internal use only); ``data`` keeps the stored
+        values (weights when ``use_weights``). A canonical CSR input without
         explicit zeros shares its ``indices`` and ``data``; anything else is
         copied.
 
@@ -48,6 +50,10 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
     ValueError
         ``X`` is not 2-D, is empty, or holds NaN or infinite values.
     """
+    from .data import Interactions
+
+    if isinstance(X, Interactions):
+        X = X.matrix
     if not sp.issparse(X):
         found = _type_name(X)
         raise TypeError(
@@ -100,7 +106,7 @@ def _clean_copy(X, name):
     X.sum_duplicates()
     X.eliminate_zeros()
     X.sort_indices()
-    return _csr(np.ones(X.nnz, dtype=np.float32), X.indices.astype(np.int32, copy=False),
+    return _csr(X.data.astype(np.float32, copy=False), X.indices.astype(np.int32, copy=False),
                 X.indptr, X.shape)
 
 

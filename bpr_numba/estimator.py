@@ -15,7 +15,8 @@ from ._losses import LOSSES
 from ._optim import DEFAULT_LEARNING_RATES, OPTIMIZERS, adam_bias_correction
 from ._rng import as_seed_sequence, spawn_states
 from ._sampling import NEGATIVES
-from ._train import N_CHUNKS, _train_epoch_chunks, call_slices, plan_epoch
+from ._train import (N_CHUNKS, UPDATE_ALL, UPDATE_POSITIVE, UPDATE_USER, _train_epoch_chunks,
+                     call_slices, plan_epoch)
 
 # Fixed constants of the per-sample optimisers (NOTES.md: beta_1, beta_2 and
 # epsilon are dense-adam's parameters only).
@@ -30,6 +31,13 @@ _TRIPLETS_PER_CALL = 200_000
 
 class TrainingDivergedError(FloatingPointError, ValueError):
     """Raised when the factors become NaN or infinite during training."""
+
+
+class UnknownIdError(KeyError, ValueError):
+    """A raw id the model's id maps do not hold: a KeyError that ``except ValueError`` catches."""
+
+    def __str__(self):  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class BPR:
@@ -75,6 +83,11 @@ class BPR:
         Learn an item bias, stored as the last column of ``item_factors``
         against a constant 1 in the last column of ``user_factors`` (so scores
         stay plain dot products). Not available with "dense-adam".
+    use_weights : bool
+        Scale each positive's loss and data gradient by its stored value in
+        the training matrix (or by ``sample_weight`` given to :meth:`fit`),
+        like LightFM's ``sample_weight``; values must then be > 0. False
+        treats every stored non-zero as a positive of weight 1.
     batch_size, beta_1, beta_2, epsilon
         Parameters of "dense-adam" only (Keras's defaults, epsilon of Keras >= 2.3).
     init_scale : float
@@ -91,6 +104,10 @@ class BPR:
     user_factors : ndarray of float32, shape (n_users, factors [+ 1])
     item_factors : ndarray of float32, shape (n_items, factors [+ 1])
     n_epochs_done_ : int
+    user_map_, item_map_ : IdMap or None
+        Raw ids of the rows and columns when fitted on an
+        :class:`~bpr_numba.Interactions` (None for a plain matrix); methods
+        taking ``raw_ids=True`` read and answer in these ids.
     history_ : list of dict
         One record per epoch: ``epoch``, ``loss`` (mean training loss),
         ``skipped`` (samples without a negative), ``seconds``, and the
@@ -99,7 +116,7 @@ class BPR:
 
     def __init__(self, factors=64, loss="bpr", optimizer="adagrad", learning_rate=None,
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=3,
-                 item_bias=True,
+                 item_bias=True, use_weights=False,
                  batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  init_scale=0.05, num_threads=0, random_state=None):
         self.factors = factors
@@ -111,6 +128,7 @@ class BPR:
         self.negatives = negatives
         self.negative_candidates = negative_candidates
         self.item_bias = item_bias
+        self.use_weights = use_weights
         self.batch_size = batch_size
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -143,7 +161,11 @@ class BPR:
     def __repr__(self):
         defaults = BPR().get_params()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
-        return f"BPR({', '.join(changed)})"
+        text = f"BPR({', '.join(changed)})"
+        if getattr(self, "_user_factors", None) is not None:
+            text += (f" [fitted: {self.n_users} users x {self.n_items} items, "
+                     f"{self.n_epochs_done_} epochs]")
+        return text
 
     @classmethod
     def keras_compatible(cls, **overrides):
@@ -180,12 +202,20 @@ class BPR:
         if not isinstance(self.item_bias, (bool, np.bool_)):
             raise TypeError(f"item_bias must be True or False; got {self.item_bias!r}.")
         p["item_bias"] = bool(self.item_bias)
+        if not isinstance(self.use_weights, (bool, np.bool_)):
+            raise TypeError(f"use_weights must be True or False; got {self.use_weights!r}.")
+        p["use_weights"] = bool(self.use_weights)
         p["batch_size"] = v.check_positive_int(self.batch_size, "batch_size")
         p["beta_1"] = v.check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_inclusive=False)
         p["beta_2"] = v.check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_inclusive=False)
         p["epsilon"] = v.check_float(self.epsilon, "epsilon", low=0.0, low_inclusive=False)
         p["init_scale"] = v.check_float(self.init_scale, "init_scale", low=0.0)
         p["num_threads"] = v.check_nonneg_int(self.num_threads, "num_threads")
+        if p["optimizer"] == "dense-adam" and p["use_weights"]:
+            raise ValueError(
+                "use_weights=True is not available with optimizer='dense-adam' (the Keras "
+                "model weighs every sample alike); set use_weights=False."
+            )
         if p["optimizer"] == "dense-adam" and p["item_bias"]:
             raise ValueError(
                 "item_bias=True is not available with optimizer='dense-adam' (the Keras "
@@ -291,40 +321,30 @@ class BPR:
         self._reset_optimizer_state()
         self.n_epochs_done_ = 0
         self.history_ = []
+        self.user_map_ = self.item_map_ = None
         return self
 
     def _reset_optimizer_state(self):
-        users, items = self._user_factors, self._item_factors
-        name = self._params["optimizer"]
-        empty2 = np.zeros((0, 0), np.float32)
-        empty1 = np.zeros(0, np.int64)
-        state = dict(user_sum_sq=empty2, item_sum_sq=empty2,
-                     user_adam_m=empty2, user_adam_v=empty2, user_adam_t=empty1,
-                     item_adam_m=empty2, item_adam_v=empty2, item_adam_t=empty1,
-                     user_grad=empty2, item_grad=empty2, adam_step=np.zeros(1, np.int64))
-        if name == "adagrad":
-            state.update(user_sum_sq=np.zeros_like(users), item_sum_sq=np.zeros_like(items))
-        elif name in ("adam", "dense-adam"):
-            state.update(user_adam_m=np.zeros_like(users), user_adam_v=np.zeros_like(users),
-                         item_adam_m=np.zeros_like(items), item_adam_v=np.zeros_like(items))
-            if name == "adam":
-                state.update(user_adam_t=np.zeros(users.shape[0], np.int64),
-                             item_adam_t=np.zeros(items.shape[0], np.int64))
-            else:
-                state.update(user_grad=np.zeros_like(users), item_grad=np.zeros_like(items))
-        self._opt_state = state
+        self._opt_state = _fresh_state(self._params["optimizer"], self._user_factors.shape,
+                                       self._item_factors.shape)
 
     # ---------------------------------------------------------------- training
-    def fit(self, interactions, y=None, *, validation=None, metric="auc", patience=3,
-            callbacks=None, show_progress=True):
+    def fit(self, interactions, y=None, *, sample_weight=None, validation=None, metric="auc",
+            patience=3, callbacks=None, show_progress=True):
         """Fit the model from scratch on ``interactions``.
 
         Parameters
         ----------
-        interactions : scipy.sparse matrix, shape (n_users, n_items)
+        interactions : scipy.sparse matrix or Interactions, shape (n_users, n_items)
             Stored non-zeros are positives (explicit zeros ignored, duplicates
-            merged); COO, CSR and CSC are all accepted.
+            merged); COO, CSR and CSC are all accepted. An
+            :class:`~bpr_numba.Interactions` also gives the model its raw ids
+            (``user_map_``, ``item_map_``).
         y : ignored
+        sample_weight : scipy.sparse matrix, shape (n_users, n_items), optional
+            With ``use_weights=True``: a weight (> 0) stored at every positive
+            of ``interactions`` (LightFM's convention); default: the stored
+            values of ``interactions``.
         validation : scipy.sparse matrix, shape (n_users, n_items), optional
             Held-out positives scored after every epoch with ``metric``; the
             training positives are removed from the candidates (except for
@@ -359,10 +379,12 @@ class BPR:
         _check_trainable(X)
         plan = self._check_training_options(X, validation, metric, patience, callbacks)
         self.initialize(*X.shape)
+        plan["weights"] = self._training_weights(X, sample_weight)
+        self._adopt_id_maps(interactions)
         return self._train(X, self._params["epochs"], plan, show_progress)
 
-    def fit_partial(self, interactions, epochs=1, *, validation=None, metric="auc",
-                    patience=None, callbacks=None, show_progress=False):
+    def fit_partial(self, interactions, epochs=1, *, sample_weight=None, validation=None,
+                    metric="auc", patience=None, callbacks=None, show_progress=False):
         """Continue training from the current factors and optimiser state.
 
         On a model that was never fitted this starts from a fresh initialisation.
@@ -378,10 +400,53 @@ class BPR:
         plan = self._check_training_options(X, validation, metric, patience, callbacks)
         if getattr(self, "_user_factors", None) is None:
             self.initialize(*X.shape)
+            self._adopt_id_maps(interactions)
         else:
             self._check_shape(X, "interactions")
             self._refresh_params(self._checked_params())
+        plan["weights"] = self._training_weights(X, sample_weight)
         return self._train(X, epochs, plan, show_progress)
+
+    def _adopt_id_maps(self, interactions):
+        from .data import Interactions
+
+        if isinstance(interactions, Interactions):
+            self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
+        else:
+            self.user_map_ = self.item_map_ = None
+
+    def _training_weights(self, X, sample_weight):
+        """float32 weight per positive of ``X`` (CSR order), or an empty array for none."""
+        if not self._params["use_weights"]:
+            if sample_weight is not None:
+                raise ValueError(
+                    "sample_weight is used only with use_weights=True; set it, or drop "
+                    "sample_weight."
+                )
+            return np.zeros(0, np.float32)
+        if self._params["optimizer"] == "dense-adam":
+            raise ValueError("use_weights=True is not available with optimizer='dense-adam'.")
+        if sample_weight is None:
+            weights = np.asarray(X.data, dtype=np.float32)
+            where = "the stored values of interactions"
+        else:
+            W = v.check_interactions(sample_weight, "sample_weight")
+            if W.shape != X.shape or W.nnz != X.nnz or not (
+                    np.array_equal(W.indptr, X.indptr) and np.array_equal(W.indices, X.indices)):
+                raise ValueError(
+                    f"sample_weight must store one weight at every positive of interactions "
+                    f"and nowhere else (same shape and pattern); got shape {W.shape} with "
+                    f"{W.nnz} stored values for {X.nnz} positives of shape {X.shape}."
+                )
+            weights = np.asarray(W.data, dtype=np.float32)
+            where = "sample_weight"
+        bad = ~(weights > 0) | ~np.isfinite(weights)
+        if bad.any():
+            raise ValueError(
+                f"use_weights=True needs weights > 0 and finite; {where} holds "
+                f"{int(bad.sum())} other value(s) (e.g. {weights[bad][0]!r})."
+            )
+        return np.ascontiguousarray(weights)
 
     def _refresh_params(self, new):
         """Adopt parameters changed by ``set_params`` since the factors were made.
@@ -412,6 +477,10 @@ class BPR:
                     "expected the same users and items."
                 )
             parse_metric(metric)
+            if metric != "full_auc":
+                from .metrics import check_disjoint
+
+                check_disjoint(val, X)
             plan.update(validation=val, metric=metric)
             if patience is not None:
                 plan["patience"] = v.check_positive_int(patience, "patience")
@@ -452,7 +521,7 @@ class BPR:
                     record = self._keras_epoch(X, epoch)
                     self._check_finite(epoch, snapshot)
                 else:
-                    record = self._hogwild_epoch(X, epoch)
+                    record = self._hogwild_epoch(X, epoch, plan.get("weights"))
                 record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
                 self.n_epochs_done_ = epoch
                 if plan["validation"] is not None:
@@ -540,32 +609,49 @@ class BPR:
         finally:
             numba.set_num_threads(previous)
 
-    def _hogwild_epoch(self, X, epoch):
+    def _hogwild_epoch(self, X, epoch, weights=None):
+        totals = self._kernel_epoch(X, weights, self._user_factors, self._item_factors,
+                                    self._opt_state, self._chunk_states, UPDATE_ALL, epoch)
+        return self._check_epoch_totals(totals, epoch)
+
+    def _kernel_epoch(self, X, weights, user_factors, item_factors, state, chunk_states,
+                      update_mask, epoch):
+        """One epoch of the per-sample kernel over the rows of ``X``; returns the totals.
+
+        ``user_factors``/``item_factors`` and ``state`` may be the model's own
+        or stand-ins (fold-in); ``update_mask`` says which rows move.
+        """
         p = self._params
         row_lengths = np.diff(X.indptr)
         trainable = np.flatnonzero(row_lengths).astype(np.int64)
         user_order, chunk_bounds = plan_epoch(row_lengths, trainable, self._order_rng)
-        s = self._opt_state
-        n_user_cols = self._user_factors.shape[1] - (1 if self._has_bias_column else 0)
+        s = state
+        n_user_cols = user_factors.shape[1] - (1 if self._has_bias_column else 0)
         f32 = np.float32
+        if weights is None:
+            weights = np.zeros(0, np.float32)
         totals = np.zeros(4)  # loss sum, trained, skipped, refused
 
         def call(first, end):
             out = self._with_threads(
-                _train_epoch_chunks, X.indptr, X.indices, user_order,
-                chunk_bounds[first:end + 1], self._user_factors, self._item_factors,
+                _train_epoch_chunks, X.indptr, X.indices, weights, user_order,
+                chunk_bounds[first:end + 1], user_factors, item_factors,
                 s["user_sum_sq"], s["item_sum_sq"],
                 s["user_adam_m"], s["user_adam_v"], s["user_adam_t"],
                 s["item_adam_m"], s["item_adam_v"], s["item_adam_t"],
-                self._chunk_states[first:end], _LAZY_ADAM_ALPHA,
+                chunk_states[first:end], _LAZY_ADAM_ALPHA,
                 LOSSES[p["loss"]], OPTIMIZERS[p["optimizer"]], NEGATIVES[p["negatives"]],
-                n_user_cols, p["negative_candidates"], f32(p["learning_rate"]),
+                n_user_cols, p["negative_candidates"], update_mask, f32(p["learning_rate"]),
                 f32(p["regularization"]), f32(_LAZY_BETA_1), f32(_LAZY_BETA_2),
                 f32(_LAZY_EPSILON))
             totals[:] += [float(a.sum()) for a in out]
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
         self._run_slices(epoch, (lambda a=a, b=b: call(a, b) for a, b in slices))
+        return totals
+
+    def _check_epoch_totals(self, totals, epoch):
+        p = self._params
         loss_sum, n_trained, n_skipped, n_refused = totals
         if n_refused:
             raise TrainingDivergedError(
@@ -681,19 +767,252 @@ class BPR:
                                   "skipped": 0, "seconds": time.perf_counter() - start})
         return self
 
+    # ----------------------------------------------------------------- fold-in
+    def recalculate_user(self, userid, user_items, epochs=None):
+        """Factors of users computed from their rows alone, against fixed item factors.
+
+        The model does not change. Each row starts from a fresh random vector
+        and is trained for ``epochs`` epochs with the model's loss, sampler and
+        optimiser (fresh optimiser state), moving only the user vector: a new
+        or changed user gets recommendations without refitting.
+
+        Parameters
+        ----------
+        userid : int or array-like of int
+            Picks the rows when ``user_items`` is the whole users x items
+            matrix; otherwise ``user_items`` holds one row per id and the ids
+            are not used (a new user may pass any id, e.g. -1).
+        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
+        epochs : int, optional
+            Default: the model's ``epochs``.
+
+        Returns
+        -------
+        ndarray of float32, shape (factors [+ 1],) for a scalar ``userid``, else (n, ...)
+        """
+        self._check_fitted()
+        scalar = np.ndim(userid) == 0
+        n = 1 if scalar else np.asarray(userid).size
+        rows = self._rows_for(userid, n, user_items, "user_items", self.n_items)
+        factors = self._fold_in_users(rows, epochs)
+        return factors[0] if scalar else factors
+
+    def partial_fit_users(self, userids, user_items, epochs=None, *, raw_ids=False):
+        """Retrain the given users' vectors from their rows, item factors fixed.
+
+        Ids at or past ``n_users`` add users (the factors grow; rows between
+        get fresh random vectors); with ``raw_ids=True`` unknown raw ids are
+        appended to ``user_map_``. See :meth:`recalculate_user` for the
+        training. Returns self.
+
+        Parameters
+        ----------
+        userids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
+        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
+            One row per id (or the whole matrix when every id is known).
+        epochs : int, optional
+        """
+        self._check_fitted()
+        ids = self._ids_for_update(userids, "userids", "user", raw_ids)
+        rows = self._rows_for(ids if ids.max() < self.n_users else np.zeros(ids.size, np.int64),
+                              ids.size, user_items, "user_items", self.n_items,
+                              allow_whole=ids.max() < self.n_users)
+        factors = self._fold_in_users(rows, epochs)
+        self._grow("user", int(ids.max()) + 1)
+        self._user_factors[ids] = factors
+        return self
+
+    def partial_fit_items(self, itemids, item_users, epochs=None, *, raw_ids=False):
+        """Retrain the given items' vectors from their users, user factors fixed.
+
+        Each (user, item) pair of ``item_users`` is a positive: its sample draws
+        a negative item as in training and moves only the item's vector (the
+        negative's and the user's stay fixed). Ids at or past ``n_items`` add
+        items. Returns self.
+
+        Parameters
+        ----------
+        itemids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
+        item_users : scipy.sparse matrix, shape (n, n_users)
+            One row per id: the users who interacted with the item.
+        epochs : int, optional
+        """
+        self._check_fitted()
+        self._check_fold_in_mode()
+        ids = self._ids_for_update(itemids, "itemids", "item", raw_ids)
+        rows = v.check_interactions(item_users, "item_users")
+        if rows.shape != (ids.size, self.n_users):
+            raise ValueError(
+                f"item_users must have one row per item id and one column per user, shape "
+                f"({ids.size}, {self.n_users}); got {rows.shape}."
+            )
+        epochs = self._fold_in_epochs(epochs)
+        self._grow("item", int(ids.max()) + 1)
+        p = self._params
+        init_rng, chunk_seq = self._fold_in_streams()
+        fresh = _uniform_factors(init_rng, ids.size, p["factors"], int(self._has_bias_column),
+                                 p["init_scale"], 0.0)
+        self._item_factors[ids] = fresh
+        # Users x items positives at the given items only, values kept for weights.
+        item_of_entry = ids[np.repeat(np.arange(ids.size), np.diff(rows.indptr))]
+        X = v.check_interactions(
+            _coo_to_csr(rows.data, rows.indices, item_of_entry, (self.n_users, self.n_items)),
+            "item_users")
+        weights = self._training_weights(X, None)
+        state = _fresh_state(p["optimizer"], (0, 0), self._item_factors.shape)
+        chunk_states = spawn_states(chunk_seq, N_CHUNKS)
+        for epoch in range(1, epochs + 1):
+            totals = self._kernel_epoch(X, weights, self._user_factors, self._item_factors,
+                                        state, chunk_states, UPDATE_POSITIVE, epoch)
+            self._check_fold_in_totals(totals, epoch, "items")
+        return self
+
+    def _check_fold_in_mode(self):
+        if self._params["optimizer"] == "dense-adam":
+            raise ValueError(
+                "fold-in trains with the fast mode's per-sample kernel; this model uses "
+                "optimizer='dense-adam' (the Keras mode). Refit with another optimizer."
+            )
+
+    def _fold_in_epochs(self, epochs):
+        return self._params["epochs"] if epochs is None else v.check_positive_int(epochs, "epochs")
+
+    def _fold_in_streams(self):
+        """A fresh init generator and chunk seed sequence, drawn from the model's stream."""
+        seq = np.random.SeedSequence(int(self._order_rng.integers(0, 2**63)))
+        init_seq, chunk_seq = seq.spawn(2)
+        return np.random.default_rng(init_seq), chunk_seq
+
+    def _fold_in_users(self, rows, epochs):
+        """Train fresh user vectors for the CSR ``rows`` against the fixed item factors."""
+        self._check_fold_in_mode()
+        epochs = self._fold_in_epochs(epochs)
+        p = self._params
+        init_rng, chunk_seq = self._fold_in_streams()
+        users = _uniform_factors(init_rng, rows.shape[0], p["factors"],
+                                 int(self._has_bias_column), p["init_scale"], 1.0)
+        weights = self._training_weights(rows, None)
+        state = _fresh_state(p["optimizer"], users.shape, (0, 0))
+        chunk_states = spawn_states(chunk_seq, N_CHUNKS)
+        if rows.nnz:
+            for epoch in range(1, epochs + 1):
+                totals = self._kernel_epoch(rows, weights, users, self._item_factors, state,
+                                            chunk_states, UPDATE_USER, epoch)
+                self._check_fold_in_totals(totals, epoch, "users")
+        return users
+
+    def _check_fold_in_totals(self, totals, epoch, what):
+        if totals[3]:
+            raise TrainingDivergedError(
+                f"fold-in of {what} diverged at epoch {epoch}: {int(totals[3])} steps would have "
+                f"made factors non-finite; lower learning_rate ({self._params['learning_rate']})."
+            )
+
+    def _rows_for(self, ids, n, matrix, name, n_cols, allow_whole=True):
+        """CSR rows of ``matrix`` for ``n`` ids: one row per id, or picked from the whole matrix."""
+        X = v.check_interactions(matrix, name, allow_empty=True)
+        if X.shape[1] != n_cols:
+            raise ValueError(f"{name} has {X.shape[1]} columns, but the model has {n_cols} items.")
+        if X.shape[0] == n:
+            return X
+        if allow_whole and X.shape[0] == self.n_users:
+            picked, _ = v.check_ids(ids, "userid", self.n_users, "users")
+            indptr, indices = _gather_rows(X, picked)
+            data = np.ones(indices.size, np.float32)
+            if self._params["use_weights"]:
+                data = X.data[_row_offsets(X, picked)].astype(np.float32)
+            return v._csr(data, indices, indptr, (picked.size, n_cols))
+        raise ValueError(
+            f"{name} has {X.shape[0]} rows; expected one row per given id ({n})"
+            + (f" or the whole matrix ({self.n_users} rows)." if allow_whole else ".")
+        )
+
+    def _ids_for_update(self, ids, name, side, raw_ids):
+        """Indices for fold-in: known or new (>= n), raw ids mapped (new ones appended)."""
+        id_map = self._id_map(side) if raw_ids else None
+        if raw_ids:
+            from .data import IdMap, _as_id_array
+
+            raw = _as_id_array(np.atleast_1d(np.asarray(ids)), name)
+            if raw.size and (raw.dtype.kind == "U") != (id_map.ids.dtype.kind == "U"):
+                kind = "strings" if id_map.ids.dtype.kind == "U" else "integers"
+                raise TypeError(f"{name} must hold raw {side} ids, which are {kind} for this "
+                                f"model; got {raw.dtype}.")
+            new_raw = np.unique(raw[~np.isin(raw, id_map.ids)])
+            if new_raw.size:
+                id_map = IdMap(np.concatenate([id_map.ids, new_raw]))
+                setattr(self, f"{side}_map_", id_map)
+            out = id_map.to_index(raw, name)
+        else:
+            arr = np.atleast_1d(np.asarray(ids))
+            if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.dtype.kind == "b":
+                raise TypeError(f"{name} must be a 1-D array of integer ids; got {ids!r}.")
+            out = arr.astype(np.int64)
+            if out.size and out.min() < 0:
+                raise v.IdOutOfRangeError(f"{name} contains {int(out.min())}; ids are >= 0.")
+            if getattr(self, f"{side}_map_", None) is not None:
+                raise ValueError(
+                    f"this model has raw {side} ids (fitted on Interactions): pass raw_ids=True "
+                    f"so new {side}s get a raw id too."
+                )
+        if out.size == 0:
+            raise ValueError(f"{name} is empty; expected at least one id.")
+        if np.unique(out).size != out.size:
+            raise ValueError(f"{name} holds repeated ids; give each id once.")
+        return out
+
+    def _grow(self, side, n_rows):
+        """Add fresh random rows (and zero optimiser state) up to ``n_rows`` on ``side``."""
+        current = getattr(self, f"_{side}_factors")
+        if n_rows <= current.shape[0]:
+            return
+        p = self._params
+        init_rng, _ = self._fold_in_streams()
+        fill = 1.0 if side == "user" else 0.0
+        extra = _uniform_factors(init_rng, n_rows - current.shape[0], p["factors"],
+                                 int(self._has_bias_column), p["init_scale"], fill)
+        setattr(self, f"_{side}_factors", np.concatenate([current, extra]))
+        _grow_state(self._opt_state, side, n_rows)
+
+    # ------------------------------------------------------------------ raw ids
+    def _id_map(self, side):
+        id_map = getattr(self, f"{side}_map_", None)
+        if id_map is None:
+            raise ValueError(
+                f"raw_ids=True needs raw {side} ids, which a model gets when fitted on "
+                "bpr_numba.Interactions; this one was fitted on a matrix, so pass indices."
+            )
+        return id_map
+
+    def _to_index(self, ids, side, name, raw_ids):
+        """``ids`` unchanged, or mapped from raw ids when ``raw_ids``."""
+        if not raw_ids or ids is None:
+            return ids
+        try:
+            return self._id_map(side).to_index(ids, name)
+        except KeyError as exc:
+            raise UnknownIdError(exc.args[0]) from None
+
+    def _to_raw(self, ids, side, raw_ids):
+        return self._id_map(side).to_raw(ids) if raw_ids else ids
+
     # --------------------------------------------------------- using a model
-    def predict(self, user_ids, item_ids):
+    def predict(self, user_ids, item_ids, *, raw_ids=False):
         """Scores of the pairs ``(user_ids[k], item_ids[k])``.
 
         Parameters
         ----------
         user_ids, item_ids : int or array-like of int, shape (n,)
+        raw_ids : bool
+            The ids are raw ids of the Interactions the model was fitted on.
 
         Returns
         -------
         float32 or ndarray of float32, shape (n,)
         """
         self._check_fitted()
+        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
+        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
         users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
         items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
         if users.size != items.size:
@@ -705,7 +1024,7 @@ class BPR:
         return scores[0] if scalar_u and scalar_i else scores
 
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, items=None):
+                  filter_items=None, items=None, *, raw_ids=False):
         """Best ``N`` items for one user or several, by score.
 
         Parameters
@@ -722,10 +1041,14 @@ class BPR:
             Items never recommended.
         items : array-like of int, optional
             Rank only these items.
+        raw_ids : bool
+            ``userid``, ``filter_items`` and ``items`` are raw ids of the
+            Interactions the model was fitted on, and the answer is in raw item
+            ids (padding: -1 for int ids, "" for str ids).
 
         Returns
         -------
-        ids : ndarray of int32
+        ids : ndarray of int32 (raw ids with ``raw_ids``)
         scores : ndarray of float32
             For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
             array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
@@ -734,6 +1057,9 @@ class BPR:
         from ._topk import topk_items
 
         self._check_fitted()
+        userid = self._to_index(userid, "user", "userid", raw_ids)
+        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
+        items = self._to_index(items, "item", "items", raw_ids)
         users, scalar = v.check_ids(userid, "userid", self.n_users, "users")
         N = v.check_positive_int(N, "N")
         exclude_indptr = exclude_indices = None
@@ -763,36 +1089,74 @@ class BPR:
         ids, scores = topk_items(self._user_factors, self._item_factors, users, N,
                                  exclude_indptr, exclude_indices, filter_items, items,
                                  num_threads=self._params["num_threads"])
+        return self._answer(ids, scores, scalar, "item", raw_ids)
+
+    def _answer(self, ids, scores, scalar, side, raw_ids):
         if scalar:
             keep = ids[0] >= 0
-            return ids[0][keep], scores[0][keep]
-        return ids, scores
+            ids, scores = ids[0][keep], scores[0][keep]
+        return self._to_raw(ids, side, raw_ids), scores
 
-    def similar_items(self, itemid, N=10, filter_items=None, items=None):
+    def similar_items(self, itemid, N=10, filter_items=None, items=None, *, filter_self=True,
+                      raw_ids=False):
         """Items most similar to ``itemid`` by cosine similarity of the item factors.
 
-        The item bias column is left out of the similarity; the item itself
-        is never returned. Shapes follow :meth:`recommend`.
+        The item bias column is left out of the similarity. Shapes follow
+        :meth:`recommend`.
+
+        Parameters
+        ----------
+        itemid : int or array-like of int
+        N : int
+        filter_items, items : array-like of int, optional
+            Items never returned; the only items returned.
+        filter_self : bool
+            Leave the item itself out (default); False returns it too, first
+            with similarity 1 (implicit's behaviour).
+        raw_ids : bool
+            Ids in and out are raw item ids (see :meth:`recommend`).
 
         Returns
         -------
         ids : ndarray of int32
         scores : ndarray of float32
         """
+        self._check_fitted()
+        itemid = self._to_index(itemid, "item", "itemid", raw_ids)
+        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
+        items = self._to_index(items, "item", "items", raw_ids)
+        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids)
+
+    def similar_users(self, userid, N=10, filter_users=None, users=None, *, filter_self=True,
+                      raw_ids=False):
+        """Users most similar to ``userid`` by cosine similarity of the user factors.
+
+        The constant column paired with the item bias is left out. Arguments
+        and shapes mirror :meth:`similar_items`, with users in place of items.
+        """
+        self._check_fitted()
+        userid = self._to_index(userid, "user", "userid", raw_ids)
+        filter_users = self._to_index(filter_users, "user", "filter_users", raw_ids)
+        users = self._to_index(users, "user", "users", raw_ids)
+        return self._similar("user", userid, N, filter_users, users, filter_self, raw_ids)
+
+    def _similar(self, side, query, N, filter_ids, candidates, filter_self, raw_ids):
         from ._topk import similar_items_topk
 
-        self._check_fitted()
-        item_ids, scalar = v.check_ids(itemid, "itemid", self.n_items, "items")
+        factors = self._user_factors if side == "user" else self._item_factors
+        query, scalar = v.check_ids(query, f"{side}id", factors.shape[0], f"{side}s")
+        for ids, name in ((filter_ids, f"filter_{side}s"), (candidates, f"{side}s")):
+            if ids is not None:
+                v.check_ids(ids, name, factors.shape[0], f"{side}s")
         N = v.check_positive_int(N, "N")
-        factors = self._item_factors
+        if not isinstance(filter_self, (bool, np.bool_)):
+            raise TypeError(f"filter_self must be True or False; got {filter_self!r}.")
         if self._has_bias_column:
             factors = np.ascontiguousarray(factors[:, :-1])
-        ids, scores = similar_items_topk(factors, item_ids, N, filter_items, items,
+        ids, scores = similar_items_topk(factors, query, N, filter_ids, candidates,
+                                         exclude_self=bool(filter_self),
                                          num_threads=self._params["num_threads"])
-        if scalar:
-            keep = ids[0] >= 0
-            return ids[0][keep], scores[0][keep]
-        return ids, scores
+        return self._answer(ids, scores, scalar, side, raw_ids)
 
     # ------------------------------------------------------------- persistence
     def save(self, path):
@@ -812,7 +1176,12 @@ class BPR:
                  "history": [{k: (float(x) if isinstance(x, (float, np.floating)) else int(x))
                               for k, x in rec.items()} for rec in self.history_],
                  "has_bias_column": bool(self._has_bias_column)}
-        save_arrays(path, params, self._user_factors, self._item_factors, extra)
+        arrays = {}
+        for side in ("user", "item"):
+            id_map = getattr(self, f"{side}_map_", None)
+            if id_map is not None:
+                arrays[f"{side}_ids"] = id_map.ids
+        save_arrays(path, params, self._user_factors, self._item_factors, extra, arrays)
 
     @classmethod
     def load(cls, path):
@@ -827,7 +1196,7 @@ class BPR:
         """
         from .persistence import load_arrays
 
-        header, users, items = load_arrays(path)
+        header, users, items, arrays = load_arrays(path)
         try:
             model = cls(**header["params"])
             model.initialize(users.shape[0], items.shape[0])
@@ -840,7 +1209,54 @@ class BPR:
         model._item_factors = np.ascontiguousarray(items)
         model.n_epochs_done_ = int(header.get("n_epochs_done", 0))
         model.history_ = list(header.get("history", []))
+        from .data import IdMap
+
+        for side, n in (("user", users.shape[0]), ("item", items.shape[0])):
+            ids = arrays.get(f"{side}_ids")
+            if ids is not None:
+                try:
+                    id_map = IdMap(ids)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{path} is damaged: its {side} ids are invalid ({exc}).") \
+                        from exc
+                if len(id_map) != n:
+                    raise ValueError(
+                        f"{path} is damaged: {len(id_map)} {side} ids for {n} {side} rows."
+                    )
+                setattr(model, f"{side}_map_", id_map)
         return model
+
+
+def _fresh_state(name, user_shape, item_shape):
+    """Zeroed optimiser state of ``name`` for factor matrices of these shapes.
+
+    A side of shape ``(0, 0)`` gets no state (fold-in trains one side only).
+    """
+    empty2 = np.zeros((0, 0), np.float32)
+    empty1 = np.zeros(0, np.int64)
+    state = dict(user_sum_sq=empty2, item_sum_sq=empty2,
+                 user_adam_m=empty2, user_adam_v=empty2, user_adam_t=empty1,
+                 item_adam_m=empty2, item_adam_v=empty2, item_adam_t=empty1,
+                 user_grad=empty2, item_grad=empty2, adam_step=np.zeros(1, np.int64))
+    for side, shape in (("user", tuple(user_shape)), ("item", tuple(item_shape))):
+        if name == "adagrad":
+            state[f"{side}_sum_sq"] = np.zeros(shape, np.float32)
+        elif name in ("adam", "dense-adam"):
+            state[f"{side}_adam_m"] = np.zeros(shape, np.float32)
+            state[f"{side}_adam_v"] = np.zeros(shape, np.float32)
+            if name == "adam":
+                state[f"{side}_adam_t"] = np.zeros(shape[0], np.int64)
+            else:
+                state[f"{side}_grad"] = np.zeros(shape, np.float32)
+    return state
+
+
+def _grow_state(state, side, n_rows):
+    """Extend ``side``'s per-row state arrays with zero rows up to ``n_rows`` rows."""
+    for key, array in state.items():
+        if key.startswith(side + "_") and array.size and array.shape[0] < n_rows:
+            extra = np.zeros((n_rows - array.shape[0],) + array.shape[1:], array.dtype)
+            state[key] = np.concatenate([array, extra])
 
 
 def _check_trainable(X):
@@ -859,6 +1275,20 @@ def _gather_rows(X, rows):
     np.cumsum(lengths, out=indptr[1:])
     offsets = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
     return indptr, X.indices[offsets].astype(np.int32)
+
+
+def _row_offsets(X, rows):
+    """Positions in ``X.data`` of the stored values of ``rows``, in order."""
+    starts = X.indptr[rows]
+    lengths = X.indptr[rows + 1] - starts
+    firsts = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return firsts + np.arange(lengths.sum())
+
+
+def _coo_to_csr(data, rows, cols, shape):
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.asarray(data, np.float32), (rows, cols)), shape=shape)
 
 
 def _uniform_factors(rng, n_rows, k, extra, scale, fill):

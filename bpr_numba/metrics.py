@@ -28,8 +28,11 @@ Definitions (per user, then averaged over the users that take part):
     (no cut-off).
 
 When ``train`` is given (all metrics but ``full_auc``), the user's train
-positives are removed from the candidates and from the test positives if
-the two overlap. Ranking is by score descending, ties broken by item id
+positives are removed from the candidates. A (user, item) pair in both
+``test`` and ``train`` is a leak of the split: with
+``check_intersections=True`` (the default, as LightFM) it raises a
+ValueError that counts the pairs; with False such pairs are removed from the
+test positives. Ranking is by score descending, ties broken by item id
 ascending; AUC counts tied (positive, negative) pairs as one half
 (scikit-learn's ``roc_auc_score``).
 
@@ -71,7 +74,8 @@ DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr
 _NAME_RE = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
 
 
-def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, num_threads=0):
+def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, num_threads=0,
+             check_intersections=True):
     """Compute several ranking metrics in one pass over the users.
 
     Parameters
@@ -92,6 +96,8 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
         array of length ``n_users`` per metric, NaN for excluded users.
     num_threads : int
         Numba threads for the call (0 = all); restored afterwards.
+    check_intersections : bool
+        Raise when ``test`` and ``train`` share a (user, item) pair.
 
     Returns
     -------
@@ -119,6 +125,8 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
     else:
         train = _check_matrix(train, "train", shape)
         train_indptr, train_indices = train.indptr, train.indices
+        if check_intersections:
+            check_disjoint(test, train)
 
     with _evaluate.thread_limit(num_threads):
         values = _evaluate.evaluate_factors(
@@ -161,10 +169,11 @@ def full_auc(model, test, *, reduce=True, num_threads=0):
     -------
     float or ndarray of float64, shape (n_users,)
     """
-    return _one(model, test, None, "full_auc", reduce, num_threads)
+    return _one(model, test, None, "full_auc", reduce, num_threads, False)
 
 
-def auc_score(model, test, train=None, k=None, *, reduce=True, num_threads=0):
+def auc_score(model, test, train=None, k=None, *, reduce=True, num_threads=0,
+              check_intersections=True):
     """AUC with the user's train positives removed from the candidates.
 
     AUC ranks the whole candidate list: ``k`` is accepted so that every metric
@@ -181,15 +190,19 @@ def auc_score(model, test, train=None, k=None, *, reduce=True, num_threads=0):
         False returns one value per user, NaN for users left out.
     num_threads : int
         Numba threads for the call (0 = all cores).
+    check_intersections : bool
+        Raise a ValueError when ``test`` and ``train`` share a positive (a
+        leaky split); False drops the shared pairs from the test positives.
 
     Returns
     -------
     float or ndarray of float64, shape (n_users,)
     """
-    return _one(model, test, train, "auc", reduce, num_threads)
+    return _one(model, test, train, "auc", reduce, num_threads, check_intersections)
 
 
-def precision_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+def precision_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0,
+                   check_intersections=True):
     """Hits among the top ``k`` candidates divided by ``k``.
 
     Parameters
@@ -202,47 +215,53 @@ def precision_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0)
         Cut-off (>= 1); may exceed the catalogue (the divisor stays ``k``).
     reduce : bool
     num_threads : int
+    check_intersections : bool
+        See :func:`auc_score`.
 
     Returns
     -------
     float or ndarray of float64, shape (n_users,)
     """
-    return _one(model, test, train, f"precision@{_k(k)}", reduce, num_threads)
+    return _one(model, test, train, f"precision@{_k(k)}", reduce, num_threads, check_intersections)
 
 
-def recall_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+def recall_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0,
+                check_intersections=True):
     """Hits among the top ``k`` candidates divided by the number of test positives.
 
     Parameters are those of :func:`precision_at_k`.
     """
-    return _one(model, test, train, f"recall@{_k(k)}", reduce, num_threads)
+    return _one(model, test, train, f"recall@{_k(k)}", reduce, num_threads, check_intersections)
 
 
-def ndcg_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+def ndcg_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0,
+              check_intersections=True):
     """Normalised DCG at ``k`` with binary gains, ``1 / log2(rank + 1)`` per hit.
 
     The ideal DCG places ``min(k, n_test)`` hits first. Parameters are those
     of :func:`precision_at_k`.
     """
-    return _one(model, test, train, f"ndcg@{_k(k)}", reduce, num_threads)
+    return _one(model, test, train, f"ndcg@{_k(k)}", reduce, num_threads, check_intersections)
 
 
-def map_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0):
+def map_at_k(model, test, train=None, k=10, *, reduce=True, num_threads=0,
+             check_intersections=True):
     """Average precision at ``k``: sum of precision@r over hit ranks r <= k, / min(k, n_test).
 
     Parameters are those of :func:`precision_at_k`.
     """
-    return _one(model, test, train, f"map@{_k(k)}", reduce, num_threads)
+    return _one(model, test, train, f"map@{_k(k)}", reduce, num_threads, check_intersections)
 
 
-def mrr(model, test, train=None, k=None, *, reduce=True, num_threads=0):
+def mrr(model, test, train=None, k=None, *, reduce=True, num_threads=0,
+        check_intersections=True):
     """Reciprocal rank of the best-ranked test positive among all candidates.
 
     The whole candidate list is ranked (no cut-off), so a user whose first hit
     is at rank 40 counts 1/40; ``k`` has no effect. Parameters are those of
     :func:`auc_score`.
     """
-    return _one(model, test, train, "mrr", reduce, num_threads)
+    return _one(model, test, train, "mrr", reduce, num_threads, check_intersections)
 
 
 def parse_metric(name):
@@ -274,8 +293,26 @@ def parse_metric(name):
 # ---------------------------------------------------------------- helpers
 
 
-def _one(model, test, train, name, reduce, num_threads):
-    return evaluate(model, test, train, (name,), reduce=reduce, num_threads=num_threads)[name]
+def _one(model, test, train, name, reduce, num_threads, check_intersections):
+    return evaluate(model, test, train, (name,), reduce=reduce, num_threads=num_threads,
+                    check_intersections=check_intersections)[name]
+
+
+def check_disjoint(test, train):
+    """Raise a ValueError when the CSR matrices ``test`` and ``train`` share a positive."""
+    n_items = test.shape[1]
+
+    def keys(X):
+        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        return rows * n_items + X.indices
+
+    n_shared = np.intersect1d(keys(test), keys(train), assume_unique=True).size
+    if n_shared:
+        raise ValueError(
+            f"test and train share {n_shared} (user, item) pair(s) of {test.nnz} test "
+            "positives: a split should put each interaction on one side. Fix the split, or "
+            "pass check_intersections=False to drop the shared pairs from the test positives."
+        )
 
 
 def _k(k):

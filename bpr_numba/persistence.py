@@ -1,12 +1,14 @@
 """Save and load models: one ``.npz`` with a JSON header, never pickle.
 
-Layout (``FORMAT_VERSION`` 1):
+Layout (``FORMAT_VERSION`` 2; version 1 files, without raw ids, still load):
 
 - ``format`` : the string ``"bpr-numba"`` (tells our files from others);
 - ``format_version`` : int64 scalar;
 - ``header`` : JSON text with the estimator parameters, the shapes and
   ``n_epochs_done`` and ``history``;
-- ``user_factors``, ``item_factors`` : float32 arrays.
+- ``user_factors``, ``item_factors`` : float32 arrays;
+- ``user_ids``, ``item_ids`` (optional) : the raw ids of a model fitted on
+  ``Interactions``, as int64 or unicode arrays (no pickle).
 
 Writes are atomic: a temporary file in the target folder, flushed and synced,
 then renamed over the target, so a failed save never damages an existing file.
@@ -23,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_NAME = "bpr-numba"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_OPTIONAL = ("user_ids", "item_ids")
 _REQUIRED = ("format", "format_version", "header", "user_factors", "item_factors")
 
 
-def save_arrays(path, params, user_factors, item_factors, extra=None):
+def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=None):
     """Write a model file atomically.
 
     Parameters
@@ -39,6 +42,8 @@ def save_arrays(path, params, user_factors, item_factors, extra=None):
     user_factors, item_factors : ndarray of float32
     extra : dict, optional
         More JSON-serialisable header entries.
+    arrays : dict, optional
+        Optional arrays by name (``user_ids``, ``item_ids``); int or unicode.
     """
     path = Path(path)
     header = {"params": params, "user_shape": list(user_factors.shape),
@@ -50,7 +55,8 @@ def save_arrays(path, params, user_factors, item_factors, extra=None):
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, format=np.array(FORMAT_NAME), format_version=np.int64(FORMAT_VERSION),
-                     header=np.array(text), user_factors=user_factors, item_factors=item_factors)
+                     header=np.array(text), user_factors=user_factors, item_factors=item_factors,
+                     **{k: a for k, a in (arrays or {}).items() if k in _OPTIONAL})
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -67,6 +73,8 @@ def load_arrays(path):
     -------
     header : dict
     user_factors, item_factors : ndarray of float32
+    arrays : dict
+        The optional arrays present (``user_ids``, ``item_ids``).
 
     Raises
     ------
@@ -102,6 +110,16 @@ def load_arrays(path):
             header = json.loads(str(npz["header"]))
             users = npz["user_factors"]
             items = npz["item_factors"]
+            arrays = {}
+            for key in _OPTIONAL:
+                if key in npz.files:
+                    array = npz[key]
+                    if array.ndim != 1 or array.dtype.kind not in "iU":
+                        raise ValueError(
+                            f"{path} is damaged: {key} has dtype {array.dtype} and shape "
+                            f"{array.shape}, expected a 1-D int or str array."
+                        )
+                    arrays[key] = array
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
@@ -121,4 +139,4 @@ def load_arrays(path):
                 f"{path} is damaged: {name} has dtype {array.dtype} and shape {array.shape}, "
                 f"the header says float32 and {tuple(header.get(key) or ())}."
             )
-    return header, users, items
+    return header, users, items, arrays

@@ -71,8 +71,13 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
 
 
 def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
-                  states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg):
-    """Serial twin of ``_train_epoch_chunks``; modifies U, V, the states; returns the loss sum."""
+                  states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg,
+                  weights=None, update=("user", "positive", "negative")):
+    """Serial twin of ``_train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
+
+    ``weights`` (one per positive, CSR order) scale each sample's loss and data
+    gradient; ``update`` names the rows a sample moves.
+    """
     n_items, k = V.shape
     reg = F32(reg)
     total = 0.0
@@ -86,6 +91,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                 order[a], order[b] = order[b], order[a]
             for a in order:
                 i = row[a]
+                w = F32(1) if weights is None else weights[indptr[u] + a]
                 state, j = draw_negative(state, row, n_items, negatives)
                 if j < 0:
                     continue
@@ -99,18 +105,21 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                         best, j = score, j2
                 x = _dot(U, u, V, i) - best
                 value, dx = loss_and_grad(loss, float(x))
-                total += value
+                total += float(w) * value
                 if i == j:
                     continue
-                g = F32(dx)
+                g = F32(dx) * w
                 gu = g * (V[i] - V[j]) + reg * U[u]
                 gi = g * U[u] + reg * V[i]
                 gj = reg * V[j] - g * U[u]
                 cols = slice(0, n_user_cols)
                 u_row = U[u:u + 1, cols]  # a view: the step writes through
-                optimizer_step(opt, u_row, gu[cols], _rows(user_state, u, cols), 0, lr)
-                optimizer_step(opt, V, gi, item_state, i, lr)
-                optimizer_step(opt, V, gj, item_state, j, lr)
+                if "user" in update:
+                    optimizer_step(opt, u_row, gu[cols], _rows(user_state, u, cols), 0, lr)
+                if "positive" in update:
+                    optimizer_step(opt, V, gi, item_state, i, lr)
+                if "negative" in update:
+                    optimizer_step(opt, V, gj, item_state, j, lr)
         states[c] = state
     return total
 

@@ -91,16 +91,17 @@ def test_public_api_matches_reference(problem, k, k2):
     usable = all(np.isfinite(expected[n]).any() for n in ALL)
     if not usable:
         with pytest.raises(ValueError, match="no usable user"):
-            metrics.evaluate(as_model(scores), test, train, names)
+            metrics.evaluate(as_model(scores), test, train, names, check_intersections=False)
         return
-    got = metrics.evaluate(as_model(scores), test, train, names, reduce=False)
+    got = metrics.evaluate(as_model(scores), test, train, names, reduce=False,
+                           check_intersections=False)
     assert list(got) == list(dict.fromkeys(names))  # duplicates merged, order kept
     for name in names[:7]:
         assert got[name].dtype == np.float64 and got[name].shape == (scores.shape[0],)
         assert_same(got[name], expected[name.split("@")[0]])
     assert_same(got[f"ndcg@{k2}"], expected2["ndcg"])
     assert_same(got[f"precision@{k2}"], expected2["precision"])
-    means = metrics.evaluate(as_model(scores), test, train, names)
+    means = metrics.evaluate(as_model(scores), test, train, names, check_intersections=False)
     for name in names[:7]:
         assert means[name] == pytest.approx(np.nanmean(expected[name.split("@")[0]]), rel=1e-12)
 
@@ -249,11 +250,17 @@ def test_full_auc_counts_train_positives_as_negatives_auc_score_removes_them():
 
 def test_test_items_also_in_train_are_not_positives():
     # item 1 is in both: it leaves the positives, so only item 0 counts.
+    # Such a leak raises by default, counting the shared pairs.
     model, test, train = _one_user([1.0, 5.0, 3.0, 0.0], [0, 1], [1])
-    assert metrics.recall_at_k(model, test, train, k=1) == pytest.approx(0.0)
-    assert metrics.recall_at_k(model, test, train, k=2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="share 1 .user, item. pair"):
+        metrics.recall_at_k(model, test, train, k=1)
+    with pytest.raises(ValueError, match="check_intersections=False"):
+        metrics.evaluate(model, test, train, metrics=["auc", "mrr"])
+    kw = dict(check_intersections=False)
+    assert metrics.recall_at_k(model, test, train, k=1, **kw) == pytest.approx(0.0)
+    assert metrics.recall_at_k(model, test, train, k=2, **kw) == pytest.approx(1.0)
     # item 0 (1.0) loses to item 2 (3.0), beats item 3 (0.0).
-    assert metrics.auc_score(model, test, train) == pytest.approx(0.5)
+    assert metrics.auc_score(model, test, train, **kw) == pytest.approx(0.5)
     # full_auc keeps item 1 (5.0) as a positive: 3 of the 4 pairs are won.
     assert metrics.full_auc(model, test) == pytest.approx(0.75)
 
@@ -345,7 +352,7 @@ def test_no_usable_user_raises():
         metrics.full_auc(model, sp.csr_matrix(np.ones((3, 3))))
     test = sp.csr_matrix(np.eye(3))
     with pytest.raises(ValueError, match="no usable user"):  # train removes all positives
-        metrics.auc_score(model, test, test)
+        metrics.auc_score(model, test, test, check_intersections=False)
 
 
 def test_num_threads_is_restored():
@@ -403,3 +410,21 @@ def test_parse_metric():
     for bad in ("ndcg", "auc@5", "hit@3", "precision@-1", 7):
         with pytest.raises(ValueError, match="known metrics"):
             metrics.parse_metric(bad)
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.integers(1, 20), st.integers(2, 30))
+def test_overlap_check_counts_the_shared_pairs(seed, n_users, n_items):
+    rng = np.random.default_rng(seed)
+    test = sp.random(n_users, n_items, density=0.3, random_state=rng, format="csr")
+    train = sp.random(n_users, n_items, density=0.3, random_state=rng, format="csr")
+    model = (rng.standard_normal((n_users, 3)), rng.standard_normal((n_items, 3)))
+    shared = int(((test.toarray() != 0) & (train.toarray() != 0)).sum())
+    if shared:
+        with pytest.raises(ValueError, match=f"share {shared} "):
+            metrics.evaluate(model, test, train, metrics=["auc"])
+    else:
+        try:
+            metrics.evaluate(model, test, train, metrics=["auc"])
+        except ValueError as exc:  # only "no usable user" may be raised
+            assert "no usable user" in str(exc)

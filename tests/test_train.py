@@ -14,7 +14,8 @@ from bpr_numba._losses import LOSSES, _loss_and_grad
 from bpr_numba._optim import OPTIMIZERS
 from bpr_numba._sampling import NEGATIVES
 from bpr_numba._optim import adam_bias_correction
-from bpr_numba._train import _dot, _train_epoch_chunks, plan_epoch
+from bpr_numba._train import (UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE, UPDATE_USER, _dot,
+                              _train_epoch_chunks, plan_epoch)
 
 from conftest import sparse_interactions
 import reference
@@ -71,7 +72,11 @@ def _state(shape, opt):
     return kernel, ref
 
 
-def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2):
+_UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UPDATE_NEGATIVE}
+
+
+def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2,
+              weights=None, update=("user", "positive", "negative")):
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
     k = 5
@@ -90,19 +95,21 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     indptr = X.indptr.astype(np.int64)
     indices = X.indices.astype(np.int32)
     lengths = np.diff(indptr)
+    kernel_weights = np.zeros(0, F32) if weights is None else weights
+    mask = sum(_UPDATE_BITS[name] for name in update)
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
         for _ in range(epochs):
             order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
             loss_sum, n_trained, n_skipped, n_refused = _train_epoch_chunks(
-                indptr, indices, order, bounds, U, V,
+                indptr, indices, kernel_weights, order, bounds, U, V,
                 ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
                 states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
-                n_candidates, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8))
+                n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8))
             ref_loss = reference.hogwild_epoch(
                 indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-                negatives, n_user_cols, n_candidates, lr, reg)
+                negatives, n_user_cols, n_candidates, lr, reg, weights, update)
             assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
             assert n_refused.sum() == 0
     finally:
@@ -126,6 +133,58 @@ def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candid
         assert np.all(U[:, -1] == 1.0)
 
 
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
+       update=st.sampled_from([("user",), ("positive",), ("user", "positive", "negative"),
+                               ("positive", "negative")]),
+       weighted=st.booleans())
+def test_weights_and_partial_updates_match_numpy_twin(opt, X, seed, update, weighted):
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(seed).uniform(0.1, 3.0, X.nnz).astype(F32)
+    (U, V), (Ur, Vr), _ = _run_both(X, opt, "bpr", "unseen", 2, True, seed, weights=weights,
+                                    update=update)
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_rows_do_not_move():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    # Items 10..14 are never positive: only negative updates can move them.
+    X = sp.hstack([sp.random(12, 10, density=0.3, random_state=4),
+                   sp.csr_matrix((12, 5))]).tocsr()
+    X.data[:] = 1
+    start = np.random.default_rng(5)
+    U0 = start.uniform(-0.5, 0.5, (12, 4)).astype(F32)
+    V0 = start.uniform(-0.5, 0.5, (15, 4)).astype(F32)
+    positives = np.zeros(15, bool)
+    positives[X.indices] = True
+    for update, users_move, pos_move, others_move in (
+            (("user",), True, False, False),
+            (("positive",), False, True, False),
+            (("user", "positive", "negative"), True, True, True)):
+        U, V = U0.copy(), V0.copy()
+        e = np.zeros((0, 0), F32)
+        t = np.zeros(0, np.int64)
+        lengths = np.diff(X.indptr)
+        order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, 4)
+        mask = sum(_UPDATE_BITS[name] for name in update)
+        _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+                            np.zeros(0, F32), order, bounds, U, V, e, e, e, e, t, e, e, t,
+                            np.arange(4, dtype=np.uint64) + 1, ADAM_ALPHA, LOSSES["bpr"],
+                            OPTIMIZERS["sgd"], NEGATIVES["uniform"], 4, 1, mask, F32(0.1),
+                            F32(0.01), F32(0.9), F32(0.999), F32(1e-8))
+        assert (not np.array_equal(U, U0)) == users_move
+        assert (not np.array_equal(V[positives], V0[positives])) == (pos_move or others_move)
+        if not others_move:
+            # Only positives may move; items never positive are untouched.
+            assert np.array_equal(V[~positives], V0[~positives])
+        else:
+            assert not np.array_equal(V[~positives], V0[~positives])
+
+
 def test_one_sgd_step_is_the_textbook_update():
     # One user, item 0 positive, item 1 the only unseen item: the sample is (0, 0, 1).
     import scipy.sparse as sp
@@ -138,10 +197,10 @@ def test_one_sgd_step_is_the_textbook_update():
     e = np.zeros((0, 0), F32)
     t = np.zeros(0, np.int64)
     states = np.zeros(1, np.uint64)
-    _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+    _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32),
                         np.array([0], np.int64), np.array([0, 1], np.int64), U, V,
                         e, e, e, e, t, e, e, t, states, ADAM_ALPHA, LOSSES["bpr"], OPTIMIZERS["sgd"],
-                        NEGATIVES["unseen"], 3, 1, F32(lr), F32(reg), F32(0.9), F32(0.999),
+                        NEGATIVES["unseen"], 3, 1, UPDATE_ALL, F32(lr), F32(reg), F32(0.9), F32(0.999),
                         F32(1e-8))
     x = float(u0 @ (p0 - n0))
     g = -1.0 / (1.0 + math.exp(x))  # d/dx of -log sigmoid(x)

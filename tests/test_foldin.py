@@ -1,0 +1,208 @@
+"""Fold-in of users and items, per-interaction weights, similar users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_array_equal
+
+from bpr_numba import BPR, Interactions
+from bpr_numba.metrics import auc_score
+
+
+def _model(**kw):
+    params = dict(factors=16, epochs=10, num_threads=1, random_state=0)
+    params.update(kw)
+    return BPR(**params)
+
+
+def _without_rows(X, rows):
+    X = X.tolil(copy=True)
+    X[rows] = 0
+    X = X.tocsr()
+    X.eliminate_zeros()
+    return X
+
+
+def _held_out_auc(model, test, train, users):
+    return np.nanmean(auc_score(model, test, train, reduce=False)[users])
+
+
+# ----------------------------------------------------------------- fold-in
+def test_folded_in_users_reach_the_auc_of_full_training(movielens):
+    train, test = movielens
+    held = np.arange(1, 944, 9)  # about 100 users
+    full = _model().fit(train, show_progress=False)
+    model = _model().fit(_without_rows(train, held), show_progress=False)
+    before = _held_out_auc(model, test, train, held)
+    items_before = model.item_factors.copy()
+    others_before = np.delete(model.user_factors, held, axis=0)
+    model.partial_fit_users(held, train[held])
+    after = _held_out_auc(model, test, train, held)
+    reference = _held_out_auc(full, test, train, held)
+    # Measured: before ~0.87 (random vectors + item bias), after ~0.935, full ~0.935.
+    assert after > before + 0.03
+    assert after > reference - 0.01
+    assert_array_equal(model.item_factors, items_before)  # items stay fixed
+    assert_array_equal(np.delete(model.user_factors, held, axis=0), others_before)
+
+
+def test_recalculate_user_does_not_change_the_model(movielens):
+    train, test = movielens
+    model = _model(epochs=3).fit(train, show_progress=False)
+    users, items = model.user_factors.copy(), model.item_factors.copy()
+    one = model.recalculate_user(7, train)  # rows picked from the whole matrix
+    assert one.shape == (model.user_factors.shape[1],) and one.dtype == np.float32
+    assert one[-1] == 1.0  # the constant column of the item bias
+    several = model.recalculate_user([-1, -1], train[[7, 8]])  # new users: ids unused
+    assert several.shape == (2, model.user_factors.shape[1])
+    assert_array_equal(model.user_factors, users)
+    assert_array_equal(model.item_factors, items)
+    # The recalculated vector ranks the user's test items well.
+    scores = model.item_factors @ one
+    seen = train[7].indices
+    pos = np.setdiff1d(test[7].indices, seen)
+    neg = np.setdiff1d(np.arange(model.n_items), np.concatenate([seen, pos]))
+    auc = (scores[pos][:, None] > scores[neg][None, :]).mean()
+    assert auc > 0.8
+
+
+def test_partial_fit_users_adds_new_users():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((20, 15)) < 0.3).astype(np.float32))
+    model = _model(factors=4, epochs=2).fit(X, show_progress=False)
+    new_rows = sp.csr_matrix((rng.random((2, 15)) < 0.3).astype(np.float32))
+    model.partial_fit_users([20, 23], new_rows)
+    assert model.n_users == 24
+    assert np.isfinite(model.user_factors).all() and np.all(model.user_factors[:, -1] == 1.0)
+    model.fit_partial(sp.vstack([X, sp.csr_matrix((4, 15))]).tocsr(), epochs=1)  # state grew too
+    with pytest.raises(ValueError, match="repeated"):
+        model.partial_fit_users([1, 1], new_rows)
+    with pytest.raises(ValueError, match="one row per given id"):
+        model.partial_fit_users([1, 2, 3], new_rows)
+
+
+def test_partial_fit_users_with_raw_ids_extends_the_map():
+    users = np.array(["a", "b", "c", "a", "b", "c", "a"])
+    items = np.array([1, 2, 3, 2, 3, 1, 4])
+    data = Interactions.from_arrays(users, items)
+    model = _model(factors=4, epochs=2).fit(data, show_progress=False)
+    row = sp.csr_matrix(np.array([[1, 0, 1, 0]], np.float32))
+    model.partial_fit_users(["zed"], row, raw_ids=True)
+    assert model.n_users == 4 and list(model.user_map_.ids) == ["a", "b", "c", "zed"]
+    ids, _ = model.recommend("zed", row, N=2, raw_ids=True)
+    assert set(ids) == {2, 4}  # the items "zed" has not seen, in raw ids
+    with pytest.raises(ValueError, match="raw_ids=True"):
+        model.partial_fit_users([5], row)
+    with pytest.raises(TypeError, match="strings"):
+        model.partial_fit_users([5], row, raw_ids=True)
+
+
+def test_partial_fit_items_learns_a_new_item_from_its_users(movielens):
+    train, test = movielens
+    model = _model().fit(train, show_progress=False)
+    # A copy of a popular item, added as a new item from the same users.
+    item = int(np.argmax(np.diff(train.tocsc().indptr)))
+    item_users = train[:, item].T.tocsr()
+    users_before = model.user_factors.copy()
+    model.partial_fit_items([model.n_items], item_users)
+    assert model.n_items == train.shape[1] + 1
+    assert_array_equal(model.user_factors, users_before)
+    copy_scores = model.user_factors @ model.item_factors[-1]
+    orig_scores = model.user_factors @ model.item_factors[item]
+    # The copy ranks its users about as the original does.
+    assert np.corrcoef(copy_scores, orig_scores)[0, 1] > 0.8
+    fans = item_users.indices
+    others = np.setdiff1d(np.arange(model.n_users), fans)
+    assert copy_scores[fans].mean() > copy_scores[others].mean()
+    with pytest.raises(ValueError, match="one row per item id"):
+        model.partial_fit_items([3], train[:2])
+
+
+def test_fold_in_is_refused_in_the_keras_mode():
+    X = sp.csr_matrix(np.eye(4, dtype=np.float32))
+    model = BPR.keras_compatible(factors=3, epochs=1, num_threads=1, random_state=0)
+    model.fit(X, show_progress=False)
+    with pytest.raises(ValueError, match="dense-adam"):
+        model.recalculate_user(0, X)
+
+
+# ----------------------------------------------------------------- weights
+def _two_groups(weight_a, weight_b, n_users=150, seed=0):
+    """Every user likes 5 items of group A and 5 of group B, with these weights."""
+    rng = np.random.default_rng(seed)
+    rows, cols, vals = [], [], []
+    for u in range(n_users):
+        a = rng.choice(20, 5, replace=False)
+        b = 20 + rng.choice(20, 5, replace=False)
+        rows += [u] * 10
+        cols += list(a) + list(b)
+        vals += [weight_a] * 5 + [weight_b] * 5
+    return sp.csr_matrix((np.array(vals, np.float32), (rows, cols)), shape=(n_users, 60))
+
+
+def test_weights_shift_scores_towards_heavy_positives():
+    X = _two_groups(5.0, 0.2)
+    weighted = _model(factors=8, epochs=15, use_weights=True).fit(X, show_progress=False)
+    plain = _model(factors=8, epochs=15).fit(X, show_progress=False)
+
+    def share_a_wins(model):
+        scores = model.user_factors @ model.item_factors.T
+        return np.mean(scores[:, :20].mean(1) > scores[:, 20:40].mean(1))
+
+    assert share_a_wins(weighted) > 0.95
+    assert 0.2 < share_a_wins(plain) < 0.8
+
+
+def test_unit_weights_train_exactly_like_no_weights():
+    X = _two_groups(1.0, 1.0)
+    a = _model(factors=8, epochs=2, use_weights=True).fit(X, show_progress=False)
+    b = _model(factors=8, epochs=2).fit(X, show_progress=False)
+    assert_array_equal(a.item_factors, b.item_factors)
+
+
+def test_sample_weight_equals_stored_values():
+    X = _two_groups(3.0, 0.5)
+    binary = X.copy()
+    binary.data[:] = 1
+    a = _model(factors=8, epochs=2, use_weights=True).fit(X, show_progress=False)
+    b = _model(factors=8, epochs=2, use_weights=True).fit(binary, sample_weight=X,
+                                                         show_progress=False)
+    assert_array_equal(a.item_factors, b.item_factors)
+
+
+def test_bad_weights_raise():
+    X = _two_groups(1.0, 1.0)
+    with pytest.raises(ValueError, match="use_weights=True"):
+        _model().fit(X, sample_weight=X, show_progress=False)
+    negative = X.copy()
+    negative.data[0] = -2.0
+    with pytest.raises(ValueError, match="weights > 0"):
+        _model(use_weights=True).fit(negative, show_progress=False)
+    with pytest.raises(ValueError, match="same shape and pattern"):
+        _model(use_weights=True).fit(X, sample_weight=X[:, :30], show_progress=False)
+    with pytest.raises(TypeError, match="use_weights"):
+        _model(use_weights="yes").fit(X, show_progress=False)
+    with pytest.raises(ValueError, match="dense-adam"):
+        BPR.keras_compatible(use_weights=True).fit(X, show_progress=False)
+
+
+# ----------------------------------------------------------- similar users
+def test_similar_users_is_cosine_without_the_constant_column():
+    rng = np.random.default_rng(1)
+    X = sp.csr_matrix((rng.random((30, 20)) < 0.3).astype(np.float32))
+    model = _model(factors=6, epochs=2).fit(X, show_progress=False)
+    ids, scores = model.similar_users(4, N=5)
+    vecs = model.user_factors[:, :-1]
+    cos = vecs @ vecs[4] / np.linalg.norm(vecs, axis=1) / np.linalg.norm(vecs[4])
+    cos[4] = -np.inf
+    assert_array_equal(ids, np.argsort(-cos, kind="stable")[:5])
+    np.testing.assert_allclose(scores, cos[ids], rtol=1e-5)
+    with_self, self_scores = model.similar_users(4, N=5, filter_self=False)
+    assert with_self[0] == 4 and self_scores[0] == pytest.approx(1.0, abs=1e-5)
+    items_self, _ = model.similar_items(2, N=3, filter_self=False)
+    assert items_self[0] == 2
+    assert 2 not in model.similar_items(2, N=3)[0]
+    with pytest.raises(IndexError, match="users"):
+        model.similar_users(30)
