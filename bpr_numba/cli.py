@@ -20,18 +20,9 @@ def _build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train on MovieLens and print full AUC per epoch")
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", default="ml-100k", choices=["ml-100k"],
-                      help="dataset (default: ml-100k)")
-    data.add_argument("--split", default="ua", help="ua, ub or u1..u5 (default: ua)")
-    data.add_argument("--min-rating", type=int, default=4,
-                      help="ratings >= this are positives (default: 4)")
-    data.add_argument("--data-dir", default=None,
-                      help="folder holding ml-100k/ or ml-100k.zip "
-                           "(default: $BPR_NUMBA_DATA, then the download cache)")
-    data.add_argument("--no-download", action="store_true",
-                      help="never download; fail when no local copy is found")
+    train = sub.add_parser("train", help="train on MovieLens or a CSV file and print full AUC "
+                                         "per epoch")
+    _add_data_options(train.add_argument_group("data"))
     model = train.add_argument_group("model (defaults: the fast mode)")
     model.add_argument("--keras", action="store_true",
                        help="the 2016 Keras notebook's recipe: factors 100, loss sigmoid, "
@@ -45,7 +36,8 @@ def _build_parser():
     model.add_argument("--negatives", choices=["uniform", "unseen"], default=None)
     model.add_argument("--batch-size", type=int, default=None, help="dense-adam batch size")
     model.add_argument("--threads", type=int, default=0, help="threads (default: 0 = all cores)")
-    model.add_argument("--seed", type=int, default=None, help="random seed")
+    model.add_argument("--seed", type=int, default=None,
+                       help="random seed (of the model and of random/leave-k-out splits)")
     out = train.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object with the results as the last line")
@@ -54,32 +46,59 @@ def _build_parser():
                      help="draw the per-epoch AUC and loss curve (needs matplotlib: "
                           "pip install 'bpr-numba[plot]')")
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on MovieLens")
+    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on its data's test split")
     evaluate.add_argument("--model", required=True, help="model file written by train --save")
     _add_data_options(evaluate)
+    evaluate.add_argument("--seed", type=int, default=None,
+                          help="seed of a random or leave-k-out split (as given to train)")
     evaluate.add_argument("--metrics", default="full_auc,auc,precision@10,recall@10,ndcg@10",
                           help="comma-separated: full_auc, auc, precision@k, recall@k, ndcg@k, "
                                "map@k, mrr (train items excluded except for full_auc)")
     evaluate.add_argument("--threads", type=int, default=0)
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
-    recommend = sub.add_parser("recommend", help="recommend movies to a user with a saved model")
+    recommend = sub.add_parser("recommend", help="recommend items to a user with a saved model")
     recommend.add_argument("--model", required=True, help="model file written by train --save")
     _add_data_options(recommend)
-    recommend.add_argument("--user", type=int, required=True, help="MovieLens user id (1..943)")
-    recommend.add_argument("-n", type=int, default=10, help="how many movies (default 10)")
+    recommend.add_argument("--user", required=True,
+                           help="user id: a MovieLens user id, or a raw id of the CSV's user column")
+    recommend.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     recommend.add_argument("--include-seen", action="store_true",
-                           help="do not filter the movies the user rated in the train split")
+                           help="do not filter the items the user has (MovieLens 100k: in the "
+                                "train split; other data: anywhere in the data)")
     return parser
 
 
 def _add_data_options(parser):
-    parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
-    parser.add_argument("--split", default="ua", help="ua, ub or u1..u5 (default: ua)")
-    parser.add_argument("--min-rating", type=int, default=4)
+    parser.add_argument("--dataset", default=None, choices=list(_DATASETS),
+                        help="a MovieLens release (default: ml-100k unless --csv is given)")
+    parser.add_argument("--csv", metavar="FILE", default=None,
+                        help="your own events: a CSV or TSV file with a header line")
+    parser.add_argument("--user-col", default=None, help="--csv: column of the user ids")
+    parser.add_argument("--item-col", default=None, help="--csv: column of the item ids")
+    parser.add_argument("--rating-col", default=None, help="--csv: column of the ratings")
+    parser.add_argument("--timestamp-col", default=None,
+                        help="--csv: column of the timestamps (numbers), for leave-k-out and "
+                             "time splits")
+    parser.add_argument("--sep", default=None,
+                        help="--csv: field separator (default: tab if the header has one, "
+                             "else comma)")
+    parser.add_argument("--split", default=None,
+                        help="ml-100k: ua, ub or u1..u5 (default ua). Other data: random-F "
+                             "(a share F of each user's events held out at random, default "
+                             "random-0.2), leave-K-out (each user's last K by time) or time-F "
+                             "(the latest share F of all events)")
+    parser.add_argument("--min-rating", type=float, default=None,
+                        help="ratings >= this are positives (default: 4 for MovieLens; all "
+                             "rows of a CSV)")
     parser.add_argument("--data-dir", default=None,
-                        help="folder holding ml-100k/ or ml-100k.zip")
-    parser.add_argument("--no-download", action="store_true")
+                        help="folder holding the MovieLens folder or zip "
+                             "(default: $BPR_NUMBA_DATA, then the download cache)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download; fail when no local copy is found")
+
+
+_DATASETS = {"ml-100k": "100k", "ml-1m": "1m", "ml-latest-small": "latest-small"}
 
 
 def _model_from_args(args):
@@ -104,14 +123,15 @@ def _train(args, start):
     from .metrics import full_auc
 
     model = _model_from_args(args)
-    train, test = _load_data(args)
-    print(f"MovieLens 100k, split {args.split}, ratings >= {args.min_rating} as positives: "
-          f"{train.nnz:,} train and {test.nnz:,} test positives, matrix {train.shape[0]} x "
-          f"{train.shape[1]}")
+    data = _load_data(args)
+    train, test = data.train, data.test
+    print(f"{data.label}: {train.nnz:,} train and {test.nnz:,} test positives, matrix "
+          f"{train.shape[0]} x {train.shape[1]}")
+    described = repr(model)
     model.initialize(*train.shape)
     n_user_params, n_item_params = model.n_parameters
     mode = "Keras-compatible" if args.keras else "fast"
-    print(f"Model ({mode} mode): {model!r}")
+    print(f"Model ({mode} mode): {described}")
     print(f"  user factors: {n_user_params:>10,} parameters")
     print(f"  item factors: {n_item_params:>10,} parameters"
           + (" (incl. item bias)" if model.item_bias else ""))
@@ -127,7 +147,7 @@ def _train(args, start):
     n_epochs = model.get_params()["epochs"]
     for epoch in range(1, n_epochs + 1):
         t = time.perf_counter()
-        model.fit_partial(train, epochs=1)
+        model.fit_partial(data.train_input, epochs=1)
         seconds = time.perf_counter() - t
         train_seconds += seconds
         t = time.perf_counter()
@@ -172,18 +192,97 @@ def _plot(path, aucs, losses, auc_before):
     other = ax.twinx()
     other.plot(epochs[1:], losses, marker="s", color="tab:red")
     other.set_ylabel("mean training loss", color="tab:red")
-    ax.set_title("bpr-numba on MovieLens 100k")
+    ax.set_title("bpr-numba")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _load_data(args):
-    from .datasets import load_movielens
+class _Data:
+    """What a command needs of its data: CSR train/test, the input to fit, names."""
 
-    train, test = load_movielens("100k", split=args.split, min_rating=args.min_rating,
-                                 data_home=args.data_dir, download=not args.no_download)
-    return train.tocsr(), test.tocsr()
+    def __init__(self, label, train, test, train_input, whole=None, titles=None):
+        self.label = label
+        self.train, self.test = train, test
+        self.train_input = train_input  # Interactions (raw ids) or a matrix
+        self.whole = whole  # every interaction, for filtering recommendations
+        self.titles = titles  # item index -> title, or None
+
+
+def _load_data(args, with_titles=False):
+    from .data import Interactions
+    from .datasets import load_movielens, load_movielens_titles
+
+    if args.csv is not None and args.dataset is not None:
+        raise ValueError("give either --dataset or --csv, not both.")
+    csv_only = [name for name in ("user_col", "item_col", "rating_col", "timestamp_col", "sep")
+                if getattr(args, name) is not None]
+    if args.csv is None and csv_only:
+        raise ValueError(f"--{csv_only[0].replace('_', '-')} needs --csv FILE.")
+    dataset = args.dataset or ("ml-100k" if args.csv is None else None)
+    if dataset == "ml-100k":
+        split = args.split or "ua"
+        min_rating = 4 if args.min_rating is None else args.min_rating
+        if float(min_rating) != int(min_rating):
+            raise ValueError(f"--min-rating must be a whole number for ml-100k; got {min_rating}.")
+        train, test = load_movielens("100k", split=split, min_rating=int(min_rating),
+                                     data_home=args.data_dir, download=not args.no_download)
+        train, test = train.tocsr(), test.tocsr()
+        titles = None
+        if with_titles:
+            titles = load_movielens_titles(data_home=args.data_dir,
+                                           download=not args.no_download)
+        label = f"MovieLens 100k, split {split}, ratings >= {min_rating:g} as positives"
+        return _Data(label, train, test, train, whole=train, titles=titles)
+    if dataset is not None:
+        variant = _DATASETS[dataset]
+        min_rating = 4 if args.min_rating is None else args.min_rating
+        interactions = load_movielens(variant, min_rating=min_rating, data_home=args.data_dir,
+                                      download=not args.no_download)
+        label = f"MovieLens {variant}, ratings >= {min_rating:g} as positives"
+        titles = None
+        if with_titles:
+            by_id = load_movielens_titles(variant, data_home=args.data_dir,
+                                          download=not args.no_download)
+            titles = [by_id.get(int(raw), str(raw)) for raw in interactions.item_ids]
+    else:
+        if args.user_col is None or args.item_col is None:
+            raise ValueError("--csv needs --user-col and --item-col (the columns of the ids).")
+        interactions = Interactions.from_csv(
+            args.csv, args.user_col, args.item_col, rating_col=args.rating_col,
+            timestamp_col=args.timestamp_col, sep=args.sep, min_rating=args.min_rating)
+        label = f"{args.csv}" + ("" if args.min_rating is None
+                                 else f", ratings >= {args.min_rating:g} as positives")
+        titles = None
+    if with_titles:  # recommend: the whole data, no split
+        return _Data(label, interactions.matrix, None, interactions, whole=interactions.matrix,
+                     titles=titles)
+    split = args.split or "random-0.2"
+    train, test = _split(interactions, split, args.seed)
+    label += (f", split {split}: {interactions.n_users:,} users, "
+              f"{interactions.n_items:,} items")
+    return _Data(label, train.matrix, test.matrix, train, whole=interactions.matrix,
+                 titles=titles)
+
+
+def _split(interactions, split, seed):
+    """Apply ``random-F``, ``leave-K-out`` or ``time-F`` to ``interactions``."""
+    import re
+
+    from . import split as splits
+
+    match = re.fullmatch(r"(random|time)-([0-9.]+)|leave-([0-9]+)-out", split)
+    if match is None:
+        raise ValueError(
+            f"--split must be random-F, leave-K-out or time-F (e.g. random-0.2, leave-10-out, "
+            f"time-0.1) for this data; got {split!r} (ua, ub, u1..u5 are ml-100k's)."
+        )
+    if match.group(3) is not None:
+        return splits.leave_k_out(interactions, k=int(match.group(3)), random_state=seed)
+    fraction = float(match.group(2))
+    if match.group(1) == "random":
+        return splits.random_split(interactions, test_fraction=fraction, random_state=seed)
+    return splits.time_split(interactions, test_fraction=fraction)
 
 
 def _evaluate(args):
@@ -191,13 +290,15 @@ def _evaluate(args):
     from .metrics import evaluate
 
     model = BPR.load(args.model)
-    train, test = _load_data(args)
+    data = _load_data(args)
+    _check_same_ids(model, data.train_input)
+    train, test = data.train, data.test
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     results = evaluate(model, test, train, metrics=names, num_threads=args.threads)
     if args.json:
         print(json.dumps(results))
     else:
-        print(f"{args.model} on MovieLens 100k split {args.split} "
+        print(f"{args.model} on {data.label} "
               f"({test.nnz:,} test positives; train items excluded except for full_auc):")
         for name, value in results.items():
             print(f"  {name:<14} {value:.4f}")
@@ -205,27 +306,56 @@ def _evaluate(args):
 
 
 def _recommend(args):
-    from .datasets import load_movielens_titles
     from .estimator import BPR
 
     model = BPR.load(args.model)
-    train, _ = _load_data(args)
-    if not 1 <= args.user < model.n_users:
-        raise ValueError(f"--user must be a MovieLens user id in 1..{model.n_users - 1}; "
-                         f"got {args.user}.")
-    titles = load_movielens_titles(data_home=args.data_dir, download=not args.no_download)
-    # Column 0 is not a movie (ids start at 1): never recommend it.
-    ids, scores = model.recommend(args.user, train, N=args.n,
-                                  filter_already_liked_items=not args.include_seen,
-                                  filter_items=[0])
-    seen = train[args.user].nnz
-    print(f"Top {len(ids)} movies for user {args.user} "
-          f"({seen} liked movies in the train split{' shown too' if args.include_seen else ' excluded'}):")
-    for rank, (item, score) in enumerate(zip(ids, scores), start=1):
-        if item < 0:
-            break
-        print(f"{rank:>3}. {titles[item]}  (id {item}, score {score:.3f})")
+    data = _load_data(args, with_titles=True)
+    _check_same_ids(model, data.train_input)
+    if model.user_map_ is None:  # MovieLens 100k: ids are the row numbers
+        try:
+            user = int(args.user)
+        except ValueError:
+            user = -1
+        if not 1 <= user < model.n_users:
+            raise ValueError(f"--user must be a MovieLens user id in 1..{model.n_users - 1}; "
+                             f"got {args.user}.")
+        # Column 0 is not a movie (ids start at 1): never recommend it.
+        ids, scores = model.recommend(user, data.whole, N=args.n,
+                                      filter_already_liked_items=not args.include_seen,
+                                      filter_items=[0])
+        row, shown = user, ids
+        where = "in the train split"
+    else:
+        try:
+            row = model.user_map_.to_index(args.user, "--user")
+        except KeyError:
+            raise ValueError(f"--user {args.user!r} is not a user id of this data (e.g. "
+                             f"{', '.join(map(str, model.user_map_.ids[:3]))}).") from None
+        ids, scores = model.recommend(row, data.whole, N=args.n,
+                                      filter_already_liked_items=not args.include_seen)
+        shown = model.item_map_.to_raw(ids)
+        where = "in the data"
+    seen = data.whole[row].nnz
+    noun = "movies" if data.titles is not None else "items"
+    print(f"Top {len(ids)} {noun} for user {args.user} ({seen} liked {noun} {where}"
+          f"{' shown too' if args.include_seen else ' excluded'}):")
+    for rank, (index, raw, score) in enumerate(zip(ids, shown, scores), start=1):
+        name = f"{data.titles[index]}  (id {raw}" if data.titles is not None else f"{raw}  ("
+        print(f"{rank:>3}. {name}{', ' if data.titles is not None else ''}score {score:.3f})")
     return 0
+
+
+def _check_same_ids(model, train_input):
+    """Refuse a model whose raw ids are not those of the data given on the command line."""
+    from .data import Interactions
+
+    have = isinstance(train_input, Interactions)
+    if (model.user_map_ is not None) != have or (have and (
+            model.user_map_ != train_input.user_map or model.item_map_ != train_input.item_map)):
+        raise ValueError(
+            "the model was trained on other data: its users and items are not those of the "
+            "data given here; pass the same --dataset/--csv options as to train."
+        )
 
 
 def main(argv=None):

@@ -404,6 +404,7 @@ class BPR:
         else:
             self._check_shape(X, "interactions")
             self._refresh_params(self._checked_params())
+            self._continue_id_maps(interactions)
         plan["weights"] = self._training_weights(X, sample_weight)
         return self._train(X, epochs, plan, show_progress)
 
@@ -414,6 +415,20 @@ class BPR:
             self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
         else:
             self.user_map_ = self.item_map_ = None
+
+    def _continue_id_maps(self, interactions):
+        """fit_partial: take the raw ids of Interactions, or check they are the model's."""
+        from .data import Interactions
+
+        if not isinstance(interactions, Interactions):
+            return
+        if getattr(self, "user_map_", None) is None:
+            self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
+        elif self.user_map_ != interactions.user_map or self.item_map_ != interactions.item_map:
+            raise ValueError(
+                "interactions have other raw ids than the model (same shape, other users or "
+                "items); continue on the data the model was fitted on, or call fit()."
+            )
 
     def _training_weights(self, X, sample_weight):
         """float32 weight per positive of ``X`` (CSR order), or an empty array for none."""

@@ -99,3 +99,72 @@ def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "bpr_numba", "train", "--help"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--keras" in out.stdout and "--json" in out.stdout
+
+
+def _write_events(path, n_users=60, n_items=40, seed=0):
+    """A CSV of string ids with ratings and timestamps; returns the liked (user, item) pairs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["user,item,rating,ts"]
+    liked = set()
+    for t in range(1500):
+        u = f"user-{rng.integers(n_users)}"
+        i = f"item-{min(int(rng.zipf(1.3)), n_items)}"
+        r = int(rng.integers(1, 6))
+        lines.append(f"{u},{i},{r},{1_600_000_000 + t}")
+        liked.add((u, i, r))
+    path.write_text("\n".join(lines) + "\n")
+    return liked
+
+
+def test_csv_train_evaluate_recommend_in_raw_ids(tmp_path, capsys):
+    events = tmp_path / "events.csv"
+    _write_events(events)
+    data = ["--csv", str(events), "--user-col", "user", "--item-col", "item",
+            "--rating-col", "rating", "--min-rating", "4", "--timestamp-col", "ts"]
+    path = tmp_path / "model.npz"
+    assert main(["train", *data, "--split", "leave-2-out", "--epochs", "3", "--seed", "0",
+                 "--save", str(path), "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "split leave-2-out" in out[0] and "events.csv" in out[0]
+    assert json.loads(out[-1])["final_auc"] > 0.5
+    assert main(["evaluate", "--model", str(path), *data, "--split", "leave-2-out",
+                 "--json"]) == 0
+    assert 0 < json.loads(capsys.readouterr().out.splitlines()[-1])["auc"] <= 1
+    assert main(["recommend", "--model", str(path), *data, "--user", "user-3", "-n", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("Top 4 items for user user-3")
+    from bpr_numba import Interactions
+
+    whole = Interactions.from_csv(events, "user", "item", "rating", "ts", min_rating=4)
+    row = whole.user_map.to_index("user-3")
+    seen = set(whole.item_ids[whole.matrix[row].indices])
+    shown = [line.split(". ", 1)[1].split("  (")[0] for line in lines[1:]]
+    assert len(shown) == 4 and all(item.startswith("item-") for item in shown)
+    assert not seen & set(shown)  # raw ids, liked items filtered
+    # Other data than the model's: refused.
+    other = tmp_path / "other.csv"
+    _write_events(other, n_users=30, seed=1)
+    assert main(["recommend", "--model", str(path), "--csv", str(other), "--user-col", "user",
+                 "--item-col", "item", "--user", "user-3"]) == 1
+    assert "trained on other data" in capsys.readouterr().err
+
+
+def test_csv_option_errors_exit_1(tmp_path, capsys):
+    events = tmp_path / "events.csv"
+    _write_events(events)
+    base = ["train", "--csv", str(events), "--epochs", "1"]
+    assert main(base) == 1
+    assert "--user-col and --item-col" in capsys.readouterr().err
+    assert main([*base, "--user-col", "user", "--item-col", "item", "--split", "ua"]) == 1
+    assert "random-F, leave-K-out or time-F" in capsys.readouterr().err
+    assert main([*base, "--user-col", "user", "--item-col", "item", "--split",
+                 "leave-1-out"]) == 1
+    assert "timestamps" in capsys.readouterr().err
+    assert main(["train", "--user-col", "user"]) == 1
+    assert "needs --csv" in capsys.readouterr().err
+    assert main([*base, "--dataset", "ml-100k"]) == 1
+    assert "either --dataset or --csv" in capsys.readouterr().err
+    assert main([*base, "--user-col", "nope", "--item-col", "item"]) == 1
+    assert "nope" in capsys.readouterr().err
