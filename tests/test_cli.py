@@ -168,3 +168,32 @@ def test_csv_option_errors_exit_1(tmp_path, capsys):
     assert "either --dataset or --csv" in capsys.readouterr().err
     assert main([*base, "--user-col", "nope", "--item-col", "item"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_movielens_1m_layout_trains_and_recommends_titles(tmp_path, capsys):
+    # A small folder of ml-1m's layout (gapped ids, "::" separators, latin-1 titles).
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    movies = [10, 20, 35, 47, 90, 3000]
+    lines = []
+    for t in range(400):
+        user = [1, 5, 9000, 12, 40][t % 5]
+        lines.append(f"{user}::{movies[int(rng.integers(6))]}::{int(rng.integers(1, 6))}::"
+                     f"{978300000 + t}")
+    (folder / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    titles = "\n".join(f"{m}::Film {m} (Caf\xe9)::Drama" for m in movies) + "\n"
+    (folder / "movies.dat").write_bytes(titles.encode("latin-1"))
+    data = ["--dataset", "ml-1m", "--data-dir", str(tmp_path), "--no-download"]
+    path = tmp_path / "m.npz"
+    assert main(["train", *data, "--min-rating", "3", "--epochs", "2", "--seed", "0",
+                 "--save", str(path)]) == 0
+    assert "MovieLens 1m, ratings >= 3 as positives, split random-0.2: 5 users, 6 items" \
+        in capsys.readouterr().out
+    assert main(["recommend", "--model", str(path), *data, "--min-rating", "3", "--user",
+                 "9000", "--include-seen", "-n", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Top 3 movies for user 9000")
+    assert all("Film " in line and "(Caf\xe9)" in line for line in out[1:])
