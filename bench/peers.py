@@ -96,6 +96,11 @@ seeds, and prints markdown tables. The machine is shared: ``--quick`` is a
 smoke test (ml-100k, 1 thread, 3 epochs; about 20 s); the full default
 run (ml-100k and 10M synthetic, threads 1 and 2) takes much longer.
 
+bench/quality.py drives the same workers for the quality tables (several
+seeds, the Popularity baseline, every metric of ``bpr_numba.metrics``): the
+job keys it adds (``seeds``, ``metrics``, ``preset``, ``split`` ...) are
+optional, so this script's own runs are unchanged.
+
 Usage::
 
     python bench/peers.py --quick
@@ -233,6 +238,30 @@ def run_worker(python, role, job, job_path, timeout):
     return answer
 
 
+def prepare_data(python, data_dir, request):
+    """Build (or reuse) ``data_dir/train.npz`` and ``test.npz`` with the ``prepare`` worker.
+
+    ``request`` holds ``dataset`` and the worker's other keys; the data in
+    ``data_dir`` is reused when it was built from the same request. Returns
+    the worker's description of the data.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = data_dir / "meta.json"
+    prepare = dict(request, data_dir=str(data_dir))
+    name = prepare["dataset"]
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("request") == prepare:
+        log(f"[{name}] reusing data in {data_dir}")
+        return json.loads(meta_path.read_text())
+    log(f"[{name}] preparing data ...")
+    meta = run_worker(python, "prepare", prepare, data_dir / "prepare.json", None)
+    if "error" in meta:
+        raise SystemExit(f"preparing {name} failed: {meta['error']}")
+    meta["request"] = prepare
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
 def machine_info():
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "driver_python": sys.version.split()[0]}
@@ -285,21 +314,8 @@ def main(argv=None):
         for dataset in args.datasets:
             epochs = args.epochs_ml100k if dataset == "ml-100k" else args.epochs_synthetic
             data_dir = work / dataset
-            data_dir.mkdir(exist_ok=True)
-            meta_path = data_dir / "meta.json"
-            prepare = {"dataset": dataset, "data_dir": str(data_dir),
-                       "synthetic_shape": args.synthetic_shape}
-            if meta_path.exists() and json.loads(meta_path.read_text()).get("request") == prepare:
-                meta = json.loads(meta_path.read_text())
-                log(f"[{dataset}] reusing data in {data_dir}")
-            else:
-                log(f"[{dataset}] preparing data ...")
-                meta = run_worker(args.ours_python, "prepare", prepare,
-                                  data_dir / "prepare.json", None)
-                if "error" in meta:
-                    raise SystemExit(f"preparing {dataset} failed: {meta['error']}")
-                meta["request"] = prepare
-                meta_path.write_text(json.dumps(meta, indent=1))
+            meta = prepare_data(args.ours_python, data_dir,
+                                {"dataset": dataset, "synthetic_shape": args.synthetic_shape})
             report["datasets"][dataset] = {k: v for k, v in meta.items() if k != "request"}
             popularity = run_worker(args.ours_python, "evaluate",
                                     {"data_dir": str(data_dir), "auc_users": args.auc_users,
@@ -526,17 +542,33 @@ def worker_prepare(job):
         description = "MovieLens 100k, split ua, ratings >= 4 (load_movielens)"
         generation = {"variant": "100k", "split": "ua", "min_rating": 4}
     else:
+        # job["synthetic_shape"]: users, items and *train* interactions (total = train / 0.8),
+        # or job["synthetic_total"]: users, items and the total generated (bench/quality.py).
+        # job["split"]: "holdout" (datasets.holdout_split, default) or "random"
+        # (split.random_split: per user, so every user with >= 3 positives is in test).
         from bpr_numba import make_synthetic
-        from bpr_numba.datasets import holdout_split
 
-        n_users, n_items, n_train = job["synthetic_shape"]
-        total = int(round(n_train / (1 - TEST_FRACTION)))
+        if job.get("synthetic_total"):
+            n_users, n_items, total = job["synthetic_total"]
+        else:
+            n_users, n_items, n_train = job["synthetic_shape"]
+            total = int(round(n_train / (1 - TEST_FRACTION)))
         X = make_synthetic(n_users, n_items, total, random_state=SEED)
-        train, test = holdout_split(X, TEST_FRACTION, random_state=SEED)
-        description = (f"make_synthetic({n_users}, {n_items}, {total}, random_state={SEED}), "
-                       f"holdout_split(X, {TEST_FRACTION}, random_state={SEED})")
+        split = job.get("split", "holdout")
+        if split == "random":
+            from bpr_numba.split import random_split
+
+            train, test = (part.matrix for part in random_split(X, TEST_FRACTION,
+                                                                random_state=SEED))
+            how = f"split.random_split(X, {TEST_FRACTION}, random_state={SEED})"
+        else:
+            from bpr_numba.datasets import holdout_split
+
+            train, test = holdout_split(X, TEST_FRACTION, random_state=SEED)
+            how = f"holdout_split(X, {TEST_FRACTION}, random_state={SEED})"
+        description = f"make_synthetic({n_users}, {n_items}, {total}, random_state={SEED}), {how}"
         generation = {"n_users": n_users, "n_items": n_items, "n_interactions": total,
-                      "test_fraction": TEST_FRACTION, "seed": SEED}
+                      "test_fraction": TEST_FRACTION, "seed": SEED, "split": split}
     for name, m in (("train", train), ("test", test)):
         m = sp.csr_matrix(m, dtype=np.float32)
         m.sort_indices()
@@ -565,14 +597,20 @@ def worker_train(job):
 
     (train,) = load_data(job["data_dir"], ("train",))
     trainer = {"bpr-numba": OursTrainer, "implicit": ImplicitTrainer,
-               "lightfm": LightFMTrainer, "cornac": CornacTrainer}[job["library"]](job)
+               "lightfm": LightFMTrainer, "cornac": CornacTrainer,
+               "popularity": PopularityTrainer}[job["library"]](job)
     warmup = trainer.warmup()
     base_lr = trainer.default_lr()
-    plan = [("main", base_lr)] * job["repeats"]
-    plan += [("tune", base_lr * m) for m in job["lr_multipliers"]]
+    seeds = job.get("seeds")
+    if seeds:  # bench/quality.py: one main run per seed, every run's factors kept
+        plan = [("main", base_lr, seed) for seed in seeds]
+    else:
+        plan = [("main", base_lr, SEED)] * job.get("repeats", 1)
+    plan += [("tune", base_lr * m, SEED) for m in job.get("lr_multipliers", [])]
     runs = []
-    for index, (kind, lr) in enumerate(plan):
-        record = {"kind": kind, "learning_rate": lr}
+    for index, (kind, lr, seed) in enumerate(plan):
+        record = {"kind": kind, "learning_rate": lr, "seed": seed}
+        trainer.seed = seed
         try:
             record.update(trainer.train(train, lr))
         except Exception as exc:  # a diverged tuning run must not lose the others
@@ -583,7 +621,7 @@ def worker_train(job):
             runs.append(record)
             continue
         user_factors, item_factors = record.pop("factors")
-        if kind == "main" and any(r["kind"] == "main" for r in runs):
+        if kind == "main" and not seeds and any(r["kind"] == "main" for r in runs):
             record["factors_file"] = None  # repeats: same seed, AUC of the first run only
         else:
             path = Path(job["factors_dir"]) / f"run{index}.npz"
@@ -597,15 +635,26 @@ def worker_train(job):
 class OursTrainer:
     def __init__(self, job):
         self.job = job
+        self.seed = SEED
 
     def model(self, lr, epochs, threads):
         from bpr_numba import BPR
 
-        return BPR(factors=self.job["factors"], **dict(self.job["params"], learning_rate=lr),
-                   epochs=epochs, num_threads=threads, random_state=SEED)
+        params = dict(self.job["params"])
+        if params.pop("preset", None) == "keras":
+            # BPR.keras_compatible(): its own factors (100), optimiser and learning rate.
+            return BPR.keras_compatible(**params, epochs=epochs, num_threads=threads,
+                                        random_state=self.seed,
+                                        **({} if lr is None else {"learning_rate": lr}))
+        return BPR(factors=self.job["factors"], **dict(params, learning_rate=lr),
+                   epochs=epochs, num_threads=threads, random_state=self.seed)
 
     def default_lr(self):
         lr = self.job["params"].get("learning_rate")
+        if lr is None and self.job["params"].get("preset") == "keras":
+            from bpr_numba import BPR
+
+            return BPR.keras_compatible().learning_rate
         if lr is None:
             from bpr_numba._optim import DEFAULT_LEARNING_RATES  # private; the bench's only
 
@@ -652,6 +701,7 @@ class OursTrainer:
 class ImplicitTrainer:
     def __init__(self, job):
         self.job = job
+        self.seed = SEED
 
     def model(self, lr, epochs):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -659,7 +709,7 @@ class ImplicitTrainer:
         p = self.job["params"]
         return BayesianPersonalizedRanking(
             factors=self.job["factors"], learning_rate=lr, regularization=p["regularization"],
-            iterations=epochs, num_threads=self.job["threads"], random_state=SEED)
+            iterations=epochs, num_threads=self.job["threads"], random_state=self.seed)
 
     def default_lr(self):
         return self.job["params"]["learning_rate"]
@@ -698,12 +748,13 @@ class ImplicitTrainer:
 class LightFMTrainer:
     def __init__(self, job):
         self.job = job
+        self.seed = SEED
 
     def model(self, lr):
         from lightfm import LightFM
 
         return LightFM(no_components=self.job["factors"], loss=self.job["params"]["loss"],
-                       learning_rate=lr, random_state=SEED)
+                       learning_rate=lr, random_state=self.seed)
 
     def default_lr(self):
         return self.job["params"]["learning_rate"]
@@ -752,6 +803,7 @@ class LightFMTrainer:
 class CornacTrainer:
     def __init__(self, job):
         self.job = job
+        self.seed = SEED
         if job["threads"] != 1:
             raise ValueError("cornac runs with seed=0, which forces one thread")
 
@@ -760,13 +812,12 @@ class CornacTrainer:
 
         p = self.job["params"]
         return BPR(k=self.job["factors"], max_iter=epochs, learning_rate=lr,
-                   lambda_reg=p["lambda_reg"], use_bias=True, seed=SEED, verbose=False)
+                   lambda_reg=p["lambda_reg"], use_bias=True, seed=self.seed, verbose=False)
 
     def default_lr(self):
         return self.job["params"]["learning_rate"]
 
-    @staticmethod
-    def dataset(X):
+    def dataset(self, X):
         """A cornac Dataset with identity id maps, so factors align with X's rows/columns."""
         import numpy as np
         from cornac.data import Dataset
@@ -776,7 +827,7 @@ class CornacTrainer:
         return Dataset(n_users, n_items, {u: u for u in range(n_users)},
                        {i: i for i in range(n_items)},
                        (coo.row.astype(np.int64), coo.col.astype(np.int64),
-                        coo.data.astype(np.float64)), seed=SEED)
+                        coo.data.astype(np.float64)), seed=self.seed)
 
     def warmup(self):
         start = time.perf_counter()
@@ -815,6 +866,32 @@ class CornacTrainer:
         return {"cornac": cornac.__version__, **common_versions()}
 
 
+class PopularityTrainer:
+    """bpr_numba.baselines.Popularity (ours-python): factors (ones, item counts)."""
+
+    def __init__(self, job):
+        self.job = job
+        self.seed = SEED  # unused: the baseline is deterministic
+
+    def default_lr(self):
+        return None
+
+    def warmup(self):
+        return {}
+
+    def train(self, train, lr):
+        from bpr_numba.baselines import Popularity
+
+        start = time.perf_counter()
+        model = Popularity(**self.job["params"]).fit(train)
+        wall = time.perf_counter() - start
+        return {"epoch_seconds": [wall], "fit_wall_s": wall,
+                "factors": (model.user_factors, model.item_factors)}
+
+    def versions(self):
+        return OursTrainer(self.job).versions()
+
+
 def common_versions():
     import numpy
     import scipy
@@ -827,7 +904,7 @@ def worker_evaluate(job):
     """full_auc and auc_score of each saved factor pair (ours-python, bpr_numba.metrics)."""
     import numpy as np
 
-    from bpr_numba.metrics import auc_score, full_auc
+    from bpr_numba.metrics import auc_score, evaluate, full_auc
 
     train, test = load_data(job["data_dir"])
     users = np.flatnonzero(np.diff(test.indptr))
@@ -857,8 +934,13 @@ def worker_evaluate(job):
         pair = (np.ascontiguousarray(user_factors, dtype=np.float32),
                 np.ascontiguousarray(item_factors, dtype=np.float32))
         try:
-            scores.append({"full_auc": float(full_auc(pair, test)),
-                           "auc": float(auc_score(pair, test, train))})
+            if job.get("metrics"):  # bench/quality.py: full_auc without train, the rest with it
+                score = {"full_auc": float(full_auc(pair, test))}
+                score.update(evaluate(pair, test, train, metrics=job["metrics"]))
+                scores.append(score)
+            else:
+                scores.append({"full_auc": float(full_auc(pair, test)),
+                               "auc": float(auc_score(pair, test, train))})
         except ValueError as exc:  # e.g. non-finite factors of a diverged peer
             scores.append({"eval_error": str(exc)})
     n_scored = test.shape[0] if users is not None else np.count_nonzero(np.diff(test.indptr))

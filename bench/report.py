@@ -5,6 +5,10 @@ Usage::
     python bench/report.py            # reads bench/results/*.json, writes bench/RESULTS.md
     python bench/report.py --stdout   # print instead of writing
 
+Sections: bench/quality.py (quality-*.json), bench/movielens.py
+(movielens-fast/keras-*.json), bench/peers.py (peers-*.json),
+bench/throughput.py, bench/roofline.py and bench/evaluation.py.
+
 Each section names the command that produced it; figures are copied from the
 JSON files, never typed by hand.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -98,15 +103,32 @@ def movielens_section():
     return lines
 
 
+def bench_module(prefix):
+    """Import bench/<prefix>.py (its siblings, e.g. peers.py, importable too)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    spec = importlib.util.spec_from_file_location(f"bench_{prefix}", HERE / f"{prefix}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def markdown_of(prefix, title, command):
     """A section rendered by the bench script's own ``markdown(record)`` from its JSON."""
     path, d = newest(prefix)
     if not d:
         return []
-    spec = importlib.util.spec_from_file_location(f"bench_{prefix}", HERE / f"{prefix}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [f"## {title}", "", f"`{command}` ({path.name})", "", module.markdown(d).strip(), ""]
+    return [f"## {title}", "", f"`{command}` ({path.name})", "",
+            bench_module(prefix).markdown(d).strip(), ""]
+
+
+def quality_section():
+    """bench/quality.py's tables; the record names its own command, machine and commit."""
+    path, d = newest("quality")
+    if not d:
+        return []
+    return ["## Quality: Popularity, bpr-numba with and without item bias, and the peers", "",
+            f"From {path.name}:", "", bench_module("quality").markdown(d).strip(), ""]
 
 
 def main():
@@ -119,6 +141,7 @@ def main():
              "(not committed). The machine is shared and noisy: compare ratios measured in "
              "one run, not absolute figures across runs.", ""]
     lines += machine_section(peers)
+    lines += quality_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
     lines += markdown_of("throughput", "Training throughput", "python bench/throughput.py --repeats 3")
