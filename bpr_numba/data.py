@@ -218,8 +218,97 @@ class Interactions:
                                duplicates=duplicates)
 
     @classmethod
+    def from_csv(cls, path, user_col, item_col, rating_col=None, timestamp_col=None, *, sep=None,
+                 header=True, min_rating=None, duplicates=None, chunk_rows=1_000_000,
+                 encoding="utf-8"):
+        """Build from a CSV or TSV file, read in chunks with NumPy (pandas is not needed).
+
+        The file is streamed ``chunk_rows`` lines at a time, and each chunk is
+        parsed with whole-array NumPy operations (no Python work per line), so
+        the file never sits whole in memory. The result equals
+        :meth:`from_arrays` on the same events.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file. A UTF-8 byte order mark is skipped.
+        user_col, item_col : str or int
+            Columns of the raw user and item ids: header names, or 0-based
+            positions (the only choice when ``header=False``).
+        rating_col, timestamp_col : str or int, optional
+            Columns of the ratings (read as float32) and the timestamps (int64,
+            or float64 when one of them is not an int).
+        sep : str, optional
+            The one-character field separator. Default: sniffed from the first
+            line, ``"\\t"`` if it holds a tab, else ``","``.
+        header : bool
+            Whether the first line names the columns.
+        min_rating, duplicates
+            As in :meth:`from_arrays`.
+        chunk_rows : int >= 1
+            Lines read and parsed at a time; memory for parsing grows with it.
+        encoding : str
+            An ASCII-compatible encoding (UTF-8, Latin-1, ...) of the file.
+
+        Returns
+        -------
+        Interactions
+
+        Notes
+        -----
+        * An id column holds int64 ids when every one of its values is a
+          canonical decimal int (as ``str(int)`` writes it: no ``+`` sign, no
+          leading zeros, fits in int64); otherwise all its ids are strings (so
+          ``"007"`` stays ``"007"``). The decision covers the whole file.
+        * Spaces and tabs around a field are dropped, then one pair of double
+          quotes around it. Quoting is not otherwise supported: a field cannot
+          hold the separator, a newline or an escaped quote (``""``).
+        * Blank lines are skipped (they still count in line numbers).
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` does not exist.
+        ValueError
+            A column is not in the header (the message lists its columns), or a
+            line is malformed: a wrong number of fields, an empty id, or a
+            rating or timestamp that is not a finite number. The message names
+            the file and the 1-based line number in the file, and shows the line.
+        """
+        from ._csv import read_events
+
+        if duplicates is not None and duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(
+                f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}; got {duplicates!r}."
+            )
+        if min_rating is not None and rating_col is None:
+            raise ValueError("min_rating needs ratings; pass rating_col=.")
+        user_ids, user_codes, item_ids, item_codes, ratings, timestamps = read_events(
+            path, user_col, item_col, rating_col, timestamp_col, sep=sep, header=header,
+            chunk_rows=chunk_rows, encoding=encoding)
+        user_map, item_map = IdMap(user_ids), IdMap(item_ids)
+        del user_ids, item_ids
+        events = [user_codes, item_codes, ratings, timestamps]
+        del user_codes, item_codes, ratings, timestamps  # _from_events frees them as it goes
+        return cls._from_events(events, user_map, item_map, min_rating=min_rating,
+                                duplicates=duplicates)
+
+    @classmethod
     def _from_codes(cls, user_codes, user_map, item_codes, item_map, ratings, timestamps, *,
                     min_rating=None, duplicates=None):
+        """Build from codes (indices into ``user_map`` and ``item_map``) of each event."""
+        return cls._from_events([user_codes, item_codes, ratings, timestamps], user_map,
+                                item_map, min_rating=min_rating, duplicates=duplicates)
+
+    @classmethod
+    def _from_events(cls, events, user_map, item_map, *, min_rating=None, duplicates=None):
+        """:meth:`_from_codes` on ``events = [user_codes, item_codes, ratings, timestamps]``.
+
+        The list is emptied, so when the caller holds no other reference (as in
+        :meth:`from_csv`), each array is freed as soon as it has been used.
+        """
+        user_codes, item_codes, ratings, timestamps = events
+        events.clear()
         n = user_codes.size
         if item_codes.size != n:
             raise ValueError(
@@ -233,7 +322,7 @@ class Interactions:
                     f"ratings must be {n} numbers (one per event); got dtype {values.dtype} "
                     f"and shape {values.shape}."
                 )
-            values = values.astype(np.float32)
+            values = values.astype(np.float32, copy=False)  # never written to in place
             bad = ~np.isfinite(values)
             if bad.any():
                 raise ValueError(
@@ -242,6 +331,7 @@ class Interactions:
                 )
         elif min_rating is not None:
             raise ValueError("min_rating needs ratings; pass ratings= (or rating_col=).")
+        del ratings
         if timestamps is not None:
             timestamps = np.asarray(timestamps)
             if timestamps.dtype.kind not in "iuf" or timestamps.shape != (n,):
@@ -252,7 +342,7 @@ class Interactions:
             if timestamps.dtype.kind == "f" and not np.isfinite(timestamps).all():
                 raise ValueError("timestamps holds NaN or infinite values.")
             timestamps = timestamps.astype(np.float64 if timestamps.dtype.kind == "f"
-                                           else np.int64)
+                                           else np.int64, copy=False)
         if duplicates is None:
             duplicates = "last" if values is not None else "sum"
         if duplicates not in DUPLICATE_POLICIES:
@@ -260,43 +350,47 @@ class Interactions:
                 f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}; got {duplicates!r}."
             )
         n_users, n_items = len(user_map), len(item_map)
-        keys = user_codes.astype(np.int64) * n_items + item_codes
-        if timestamps is not None:
-            order = np.lexsort((timestamps, keys))
-        else:
-            order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        if values is None:
-            values = np.ones(n, np.float32)
-        else:
-            values = values[order]
+        # Memory matters here (from_csv's target is a few times the result): keys are
+        # built in place, groups are boolean masks, and arrays are freed as soon as
+        # they are replaced.
+        keys = user_codes.astype(np.int64)
+        keys *= n_items
+        keys += item_codes
+        del user_codes, item_codes
+        order, keys = _event_order(keys, n_users * n_items, timestamps)
+        values = np.ones(n, np.float32) if values is None else values[order]
         if timestamps is not None:
             timestamps = timestamps[order]
         del order
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if n else \
-            np.zeros(0, np.int64)
-        if starts.size < n:
-            ends = np.append(starts[1:], n) - 1
+        first = np.ones(n, bool)  # the first event of each (user, item) pair
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        if n and not first.all():
             if duplicates == "sum":
-                values = np.add.reduceat(values, starts).astype(np.float32)
+                values = np.add.reduceat(values, np.flatnonzero(first)).astype(np.float32)
             elif duplicates == "max":
-                values = np.maximum.reduceat(values, starts)
-            pick = starts if duplicates == "first" else ends
+                values = np.maximum.reduceat(values, np.flatnonzero(first))
+            last = np.ones(n, bool)  # the last (latest) event of each pair
+            last[:-1] = first[1:]
+            pick = first if duplicates == "first" else last
             if duplicates in ("first", "last"):
                 values = values[pick]
             if timestamps is not None:
                 timestamps = timestamps[pick]
-            keys = keys[starts]
+            del pick, last
+            keys = keys[first]
+        del first
         if min_rating is not None:
             keep = values >= min_rating
             keys, values = keys[keep], values[keep]
             if timestamps is not None:
                 timestamps = timestamps[keep]
-        rows = keys // n_items
-        cols = (keys - rows * n_items).astype(np.int32)
-        indptr = np.zeros(n_users + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-        del keys, rows
+            del keep
+        # keys are sorted: row u starts at the first key >= u * n_items.
+        indptr = np.searchsorted(keys, np.arange(n_users + 1, dtype=np.int64) * n_items)
+        if n_items:
+            np.remainder(keys, n_items, out=keys)
+        cols = keys.astype(np.int32)
+        del keys
         index_dtype = np.int32 if cols.size < 2**31 else np.int64
         matrix = sp.csr_matrix((values, cols.astype(index_dtype, copy=False),
                                 indptr.astype(index_dtype)), shape=(n_users, n_items))
@@ -342,6 +436,41 @@ class Interactions:
     def with_matrix(self, matrix, timestamps=None):
         """A new ``Interactions`` on the same id maps (used by the splits)."""
         return type(self)(matrix, self.user_map, self.item_map, timestamps)
+
+
+def _event_order(keys, n_keys, timestamps):
+    """``(order, keys[order])`` with ``order = np.lexsort((timestamps, keys))``.
+
+    ``keys`` (int64, each in ``0..n_keys - 1``) may be overwritten. A stable
+    sort by key is an in-place sort of ``key * n + position`` when that fits
+    in int64 (NumPy's SIMD sort: many times faster than a stable argsort, and
+    no index buffer); the events of repeated keys are then re-sorted by
+    timestamp, which keeps the same ties (by position).
+    """
+    n = keys.size
+    if n and n_keys * n < 2**63:
+        ordered = keys
+        ordered *= n
+        ordered += np.arange(n, dtype=np.int64)
+        ordered.sort()
+        order = (ordered % n).astype(np.int32 if n < 2**31 else np.int64)  # half the memory
+        ordered //= n
+    else:
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+    if timestamps is None or keys.size < 2:
+        return order, ordered
+    repeated = ordered[1:] == ordered[:-1]
+    if repeated.any():
+        in_group = np.zeros(keys.size, bool)
+        in_group[1:] = repeated
+        in_group[:-1] |= repeated
+        del repeated
+        rows = np.flatnonzero(in_group)
+        del in_group
+        events = order[rows]
+        order[rows] = events[np.lexsort((timestamps[events], ordered[rows]))]
+    return order, ordered
 
 
 def as_matrix(X):
