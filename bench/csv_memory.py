@@ -251,5 +251,27 @@ def main(argv=None):
         print(f"wrote {out}")
 
 
+
+def markdown(record):
+    """A table of a csv_memory-*.json record (bench/report.py calls this)."""
+    opts = record["options"]
+    env = record["environment"]
+    lines = [f"{opts['rows']:,} rows ({record['file_bytes'] / 1e6:.0f} MB), string ids, "
+             f"{opts['users']:,} users x {opts['items']:,} items, chunk_rows "
+             f"{opts['chunk_rows']:,}; {env.get('cpu')}, {env.get('cores')} cores, NumPy "
+             f"{env.get('numpy')}, git {str(env.get('git_commit'))[:10]}.", "",
+             "| reader | seconds | rows/s | peak RSS growth | result bytes | ratio |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, run in record["runs"].items():
+        result = sum(run["result_bytes"].values())
+        growth = run["peak_growth_bytes"]
+        lines.append(f"| {name} | {run['seconds']:.2f} | {opts['rows'] / run['seconds']:,.0f} | "
+                     f"{growth / 2**20:.0f} MiB | {result / 2**20:.0f} MiB | "
+                     f"{growth / result:.2f}x |")
+    lines += ["", "Result bytes: the CSR matrix (data, indices, indptr), the timestamps and the "
+              "raw id arrays. Peak RSS growth: VmHWM after the call minus VmRSS before it."]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     main()

@@ -147,6 +147,8 @@ def main():
     lines += markdown_of("throughput", "Training throughput", "python bench/throughput.py --repeats 3")
     lines += markdown_of("roofline", "Roofline", "python bench/roofline.py --throughput <throughput json>")
     lines += markdown_of("evaluation", "Evaluation throughput", "python bench/evaluation.py")
+    lines += markdown_of("csv_memory", "Reading a CSV: time and memory",
+                         "python bench/csv_memory.py --json")
     text = "\n".join(lines).rstrip() + "\n"
     if args.stdout:
         print(text)
