@@ -100,7 +100,19 @@ def movielens_section():
                   + f" | {d['total_seconds_median']:.2f} | {d['process_wall_seconds_median']:.2f} | "
                   f"{d['train_seconds_per_epoch_median']:.3f} | "
                   f"{d['cold_cache_process_wall_seconds']:.2f} |", ""]
+    pop = popularity_of("ml-100k")
+    if lines and pop is not None:
+        lines += [f"Popularity baseline (`bench/quality.py`, same data): full AUC {pop:.4f}.", ""]
     return lines
+
+
+def popularity_of(dataset):
+    """Full AUC of the Popularity row of the newest quality run on ``dataset``, or None."""
+    _, d = newest("quality")
+    for row in (d or {}).get("rows", []):
+        if row.get("dataset") == dataset and row.get("library") == "popularity":
+            return row["metrics"]["full_auc"]["median"]
+    return None
 
 
 def bench_module(prefix):
