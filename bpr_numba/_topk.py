@@ -22,7 +22,8 @@ import numpy as np
 from numba import njit, prange
 
 from bpr_numba._evaluate import chunk_rows, thread_limit
-from bpr_numba._validation import check_ids, check_nonneg_int, check_positive_int
+from bpr_numba._validation import (check_ids, check_interactions, check_nonneg_int,
+                                  check_positive_int)
 
 
 @njit(cache=True)
@@ -222,6 +223,63 @@ def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=N
     cols = _eligible_columns(n_items, filter_items, candidates)
     return _run(normalised, normalised, itemids, N, exclude_indptr,
                 exclude_indices, cols, num_threads)
+
+
+def recommend_for(user_factors, item_factors, userid, user_items, N,
+                  filter_already_liked_items, filter_items, items, num_threads=0):
+    """The body of ``recommend`` shared by the models: checks, liked items, top-N.
+
+    ``user_items`` is one row per given user (implicit's convention) or the
+    whole users x items matrix. Returns 1-D ``(ids, scores)`` for a scalar
+    ``userid`` (padding dropped), 2-D padded arrays otherwise.
+    """
+    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
+    users, scalar = check_ids(userid, "userid", n_users, "users")
+    N = check_positive_int(N, "N")
+    exclude_indptr = exclude_indices = None
+    if filter_already_liked_items:
+        if user_items is None:
+            raise ValueError(
+                "filter_already_liked_items=True needs user_items: pass the users x items "
+                "matrix (or the rows of the given users), or set "
+                "filter_already_liked_items=False."
+            )
+        liked = check_interactions(user_items, "user_items", allow_empty=True)
+        if liked.shape[1] != n_items:
+            raise ValueError(
+                f"user_items has {liked.shape[1]} columns, but the model has {n_items} items."
+            )
+        if liked.shape[0] == users.size:
+            rows = np.arange(users.size)
+        elif liked.shape[0] == n_users:
+            rows = users
+        else:
+            raise ValueError(
+                f"user_items has {liked.shape[0]} rows; expected one row per given user "
+                f"({users.size}) or the whole matrix ({n_users} rows)."
+            )
+        exclude_indptr, exclude_indices = gather_rows(liked, rows)
+    ids, scores = topk_items(user_factors, item_factors, users, N, exclude_indptr,
+                             exclude_indices, filter_items, items, num_threads=num_threads)
+    if scalar:
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+    return ids, scores
+
+
+def gather_rows(X, rows):
+    """CSR ``(indptr, indices)`` of the rows ``rows`` of ``X``, vectorised."""
+    offsets, indptr = row_offsets(X, rows)
+    return indptr, X.indices[offsets].astype(np.int32)
+
+
+def row_offsets(X, rows):
+    """Positions in ``X.indices``/``X.data`` of the rows ``rows``, and their indptr."""
+    starts = X.indptr[rows]
+    lengths = X.indptr[rows + 1] - starts
+    indptr = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1]), indptr
 
 
 # ---------------------------------------------------------------- helpers

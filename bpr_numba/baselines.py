@@ -13,9 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _validation as v
-from ._topk import topk_items
+from ._topk import recommend_for
 # Private helper of the estimator, shared so both classes filter liked items alike.
-from .estimator import _gather_rows
 
 __all__ = ["Popularity"]
 
@@ -190,35 +189,5 @@ class Popularity:
             Sorted by popularity descending, ties by item id ascending.
         """
         self._check_fitted()
-        users, scalar = v.check_ids(userid, "userid", self.n_users, "users")
-        N = v.check_positive_int(N, "N")
-        exclude_indptr = exclude_indices = None
-        if filter_already_liked_items:
-            if user_items is None:
-                raise ValueError(
-                    "filter_already_liked_items=True needs user_items: pass the users x items "
-                    "matrix (or the rows of the given users), or set "
-                    "filter_already_liked_items=False."
-                )
-            liked = v.check_interactions(user_items, "user_items", allow_empty=True)
-            if liked.shape[1] != self.n_items:
-                raise ValueError(
-                    f"user_items has {liked.shape[1]} columns, but the model has {self.n_items} "
-                    "items."
-                )
-            if liked.shape[0] == users.size:
-                rows = np.arange(users.size)
-            elif liked.shape[0] == self.n_users:
-                rows = users
-            else:
-                raise ValueError(
-                    f"user_items has {liked.shape[0]} rows; expected one row per given user "
-                    f"({users.size}) or the whole matrix ({self.n_users} rows)."
-                )
-            exclude_indptr, exclude_indices = _gather_rows(liked, rows)
-        ids, scores = topk_items(self.user_factors, self.item_factors, users, N,
-                                 exclude_indptr, exclude_indices, filter_items, items)
-        if scalar:
-            keep = ids[0] >= 0
-            return ids[0][keep], scores[0][keep]
-        return ids, scores
+        return recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
+                             filter_already_liked_items, filter_items, items)

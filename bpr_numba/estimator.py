@@ -932,11 +932,11 @@ class BPR:
             return X
         if allow_whole and X.shape[0] == self.n_users:
             picked, _ = v.check_ids(ids, "userid", self.n_users, "users")
-            indptr, indices = _gather_rows(X, picked)
-            data = np.ones(indices.size, np.float32)
-            if self._params["use_weights"]:
-                data = X.data[_row_offsets(X, picked)].astype(np.float32)
-            return v._csr(data, indices, indptr, (picked.size, n_cols))
+            from ._topk import row_offsets
+
+            offsets, indptr = row_offsets(X, picked)
+            return v._csr(X.data[offsets].astype(np.float32), X.indices[offsets], indptr,
+                          (picked.size, n_cols))
         raise ValueError(
             f"{name} has {X.shape[0]} rows; expected one row per given id ({n})"
             + (f" or the whole matrix ({self.n_users} rows)." if allow_whole else ".")
@@ -1069,42 +1069,16 @@ class BPR:
             array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
             Sorted by score (ties by item id).
         """
-        from ._topk import topk_items
+        from ._topk import recommend_for
 
         self._check_fitted()
         userid = self._to_index(userid, "user", "userid", raw_ids)
         filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
         items = self._to_index(items, "item", "items", raw_ids)
-        users, scalar = v.check_ids(userid, "userid", self.n_users, "users")
-        N = v.check_positive_int(N, "N")
-        exclude_indptr = exclude_indices = None
-        if filter_already_liked_items:
-            if user_items is None:
-                raise ValueError(
-                    "filter_already_liked_items=True needs user_items: pass the users x items "
-                    "matrix (or the rows of the given users), or set "
-                    "filter_already_liked_items=False."
-                )
-            liked = v.check_interactions(user_items, "user_items", allow_empty=True)
-            if liked.shape[1] != self.n_items:
-                raise ValueError(
-                    f"user_items has {liked.shape[1]} columns, but the model has {self.n_items} "
-                    "items."
-                )
-            if liked.shape[0] == users.size:
-                rows = np.arange(users.size)
-            elif liked.shape[0] == self.n_users:
-                rows = users
-            else:
-                raise ValueError(
-                    f"user_items has {liked.shape[0]} rows; expected one row per given user "
-                    f"({users.size}) or the whole matrix ({self.n_users} rows)."
-                )
-            exclude_indptr, exclude_indices = _gather_rows(liked, rows)
-        ids, scores = topk_items(self._user_factors, self._item_factors, users, N,
-                                 exclude_indptr, exclude_indices, filter_items, items,
-                                 num_threads=self._params["num_threads"])
-        return self._answer(ids, scores, scalar, "item", raw_ids)
+        ids, scores = recommend_for(self._user_factors, self._item_factors, userid, user_items,
+                                    N, filter_already_liked_items, filter_items, items,
+                                    num_threads=self._params["num_threads"])
+        return self._to_raw(ids, "item", raw_ids), scores
 
     def _answer(self, ids, scores, scalar, side, raw_ids):
         if scalar:
@@ -1280,24 +1254,6 @@ def _check_trainable(X):
             f"interactions has a catalogue of {X.shape[1]} item; a triplet needs a negative item "
             "besides the positive, so at least 2 items are expected."
         )
-
-
-def _gather_rows(X, rows):
-    """CSR ``(indptr, indices)`` of the rows ``rows`` of ``X``, vectorised."""
-    starts = X.indptr[rows]
-    lengths = X.indptr[rows + 1] - starts
-    indptr = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    offsets = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-    return indptr, X.indices[offsets].astype(np.int32)
-
-
-def _row_offsets(X, rows):
-    """Positions in ``X.data`` of the stored values of ``rows``, in order."""
-    starts = X.indptr[rows]
-    lengths = X.indptr[rows + 1] - starts
-    firsts = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return firsts + np.arange(lengths.sum())
 
 
 def _coo_to_csr(data, rows, cols, shape):
