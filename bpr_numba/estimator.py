@@ -459,7 +459,7 @@ class BPR:
         if bad.any():
             raise ValueError(
                 f"use_weights=True needs weights > 0 and finite; {where} holds "
-                f"{int(bad.sum())} other value(s) (e.g. {weights[bad][0]!r})."
+                f"{int(bad.sum())} other value(s) (e.g. {float(weights[bad][0])!r})."
             )
         return np.ascontiguousarray(weights)
 

@@ -10,7 +10,12 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpr_numba import BPR
+import re
+import tempfile
+from pathlib import Path
+
+from bpr_numba import BPR, Interactions
+from bpr_numba.estimator import UnknownIdError
 from bpr_numba.metrics import evaluate, full_auc
 
 from conftest import sparse_interactions
@@ -28,6 +33,17 @@ class _FakeFrame:
 
 _FakeFrame.__module__ = "pandas.core.frame"
 _FakeFrame.__name__ = "DataFrame"
+
+
+def _fitted_on_raw_ids():
+    data = Interactions.from_arrays(["a", "b", "c", "a"], ["x", "y", "z", "z"])
+    return BPR(factors=3, epochs=1, random_state=0).fit(data, show_progress=False), data
+
+
+def _csv(text):
+    path = Path(tempfile.mkdtemp()) / "events.csv"
+    path.write_text(text)
+    return path
 
 
 def _with_value(value):
@@ -98,6 +114,25 @@ CASES = {
                        r"hit@10"),
     "random_state of a wrong type": (lambda: BPR(random_state="seed").fit(X), TypeError,
                                      r"random_state must be"),
+    "unknown raw id": (lambda: _fitted_on_raw_ids()[0].recommend("zed", _fitted_on_raw_ids()[1],
+                                                               raw_ids=True),
+                       UnknownIdError, r"userid holds unknown raw id\(s\) 'zed'"),
+    "raw ids of a model fitted on a matrix": (lambda: _fitted().recommend(0, X, raw_ids=True),
+                                              ValueError, r"fitted on bpr_numba.Interactions"),
+    "test and train share positives": (lambda: evaluate(_fitted(), X, X), ValueError,
+                                       r"test and train share 6 \(user, item\) pair"),
+    "weights not positive": (lambda: BPR(use_weights=True).fit(-X), ValueError,
+                             r"use_weights=True needs weights > 0 .* \(e\.g\. -1\.0\)"),
+    "sample_weight of another pattern": (
+        lambda: BPR(use_weights=True).fit(X, sample_weight=X[:, :2]), ValueError,
+        r"same shape and pattern"),
+    "malformed CSV line": (
+        lambda: Interactions.from_csv(_csv("user,item,rating\nu1,i1,5\nu2,i2,four\n"),
+                                      "user", "item", "rating"),
+        ValueError, r"events\.csv, line 3: rating 'four' in column 'rating' is not a number"),
+    "unknown CSV column": (
+        lambda: Interactions.from_csv(_csv("user,item\nu1,i1\n"), "user", "song"),
+        ValueError, r"item_col='song' is not a column of .*\['user', 'item'\]"),
 }
 
 
@@ -106,6 +141,13 @@ def test_bad_input_gets_a_clear_error(case):
     call, error, message = CASES[case]
     with pytest.raises(error, match=message):
         call()
+
+
+def test_the_readme_table_has_one_row_per_case():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## When things go wrong", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (?!case \||---)(.+?) \| ", section, re.M)
+    assert [row.replace("`", "") for row in rows] == list(CASES)
 
 
 def test_users_without_positives_are_skipped_not_an_error():
