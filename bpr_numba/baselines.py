@@ -10,16 +10,16 @@ every user.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import _validation as v
+from ._rawids import RawIdsMixin
 from ._topk import recommend_for
 # Private helper of the estimator, shared so both classes filter liked items alike.
 
 __all__ = ["Popularity"]
 
 
-class Popularity:
+class Popularity(RawIdsMixin):
     """Recommend the most popular items: one ranking shared by every user.
 
     Parameters
@@ -96,19 +96,17 @@ class Popularity:
         """
         if not isinstance(self.weighted, (bool, np.bool_)):
             raise TypeError(f"weighted must be True or False; got {self.weighted!r}.")
-        if not sp.issparse(interactions) and sp.issparse(getattr(interactions, "matrix", None)):
-            interactions = interactions.matrix
         X = v.check_interactions(interactions, "interactions")
         n_users, n_items = X.shape
-        if self.weighted:
-            # check_interactions may replace the values by ones (non-canonical
-            # input), so sum the caller's values; explicit zeros add nothing.
-            totals = np.asarray(sp.csr_matrix(interactions).sum(axis=0), np.float64).ravel()
+        if self.weighted:  # check_interactions keeps the (summed) stored values
+            totals = np.bincount(X.indices, weights=np.asarray(X.data, np.float64),
+                                 minlength=n_items)
             popularity = totals.astype(np.float32)
         else:
             popularity = np.bincount(X.indices, minlength=n_items).astype(np.float32)
         self.item_popularity_ = popularity
         self._user_factors = np.ones((n_users, 1), np.float32)
+        self._adopt_id_maps(interactions)
         return self
 
     # ----------------------------------------------------------------- state
@@ -140,7 +138,7 @@ class Popularity:
             raise v.NotFittedError("This Popularity model is not fitted yet: call fit().")
 
     # --------------------------------------------------------- using a model
-    def predict(self, user_ids, item_ids):
+    def predict(self, user_ids, item_ids, *, raw_ids=False):
         """Scores of the pairs ``(user_ids[k], item_ids[k])``: the items' popularity.
 
         Parameters
@@ -152,6 +150,8 @@ class Popularity:
         float32 or ndarray of float32, shape (n,)
         """
         self._check_fitted()
+        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
+        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
         users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
         items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
         if users.size != items.size:
@@ -162,7 +162,7 @@ class Popularity:
         return scores[0] if scalar_u and scalar_i else scores
 
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, items=None):
+                  filter_items=None, items=None, *, raw_ids=False):
         """Most popular ``N`` items for one user or several (as :meth:`BPR.recommend`).
 
         Parameters
@@ -179,6 +179,9 @@ class Popularity:
             Items never recommended.
         items : array-like of int, optional
             Rank only these items.
+        raw_ids : bool
+            Ids in and out are the raw ids of the Interactions the model was
+            fitted on (see :meth:`BPR.recommend`).
 
         Returns
         -------
@@ -189,5 +192,10 @@ class Popularity:
             Sorted by popularity descending, ties by item id ascending.
         """
         self._check_fitted()
-        return recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
-                             filter_already_liked_items, filter_items, items)
+        self._check_same_ids(user_items, "user_items")
+        userid = self._to_index(userid, "user", "userid", raw_ids)
+        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
+        items = self._to_index(items, "item", "items", raw_ids)
+        ids, scores = recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
+                                    filter_already_liked_items, filter_items, items)
+        return self._to_raw(ids, "item", raw_ids), scores

@@ -37,7 +37,8 @@ def _build_parser():
     model.add_argument("--batch-size", type=int, default=None, help="dense-adam batch size")
     model.add_argument("--threads", type=int, default=0, help="threads (default: 0 = all cores)")
     model.add_argument("--seed", type=int, default=None,
-                       help="random seed (of the model and of random/leave-k-out splits)")
+                       help="random seed of the model (default: none) and of random and "
+                            "leave-k-out splits (default: 0)")
     out = train.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object with the results as the last line")
@@ -50,7 +51,8 @@ def _build_parser():
     evaluate.add_argument("--model", required=True, help="model file written by train --save")
     _add_data_options(evaluate)
     evaluate.add_argument("--seed", type=int, default=None,
-                          help="seed of a random or leave-k-out split (as given to train)")
+                          help="seed of a random or leave-k-out split, as given to train "
+                               "(default: 0, train's default for splits)")
     evaluate.add_argument("--metrics", default="full_auc,auc,precision@10,recall@10,ndcg@10",
                           help="comma-separated: full_auc, auc, precision@k, recall@k, ndcg@k, "
                                "map@k, mrr (train items excluded except for full_auc)")
@@ -248,6 +250,8 @@ def _load_data(args, with_titles=False):
     else:
         if args.user_col is None or args.item_col is None:
             raise ValueError("--csv needs --user-col and --item-col (the columns of the ids).")
+        if args.min_rating is not None and args.rating_col is None:
+            raise ValueError("--min-rating needs --rating-col (the column of the ratings).")
         interactions = Interactions.from_csv(
             args.csv, args.user_col, args.item_col, rating_col=args.rating_col,
             timestamp_col=args.timestamp_col, sep=args.sep, min_rating=args.min_rating)
@@ -258,7 +262,9 @@ def _load_data(args, with_titles=False):
         return _Data(label, interactions.matrix, None, interactions, whole=interactions.matrix,
                      titles=titles)
     split = args.split or "random-0.2"
-    train, test = _split(interactions, split, args.seed)
+    # The split's seed defaults to 0 (not the model's None) so that evaluate,
+    # given the same options, rebuilds the very same split.
+    train, test = _split(interactions, split, 0 if args.seed is None else args.seed)
     label += (f", split {split}: {interactions.n_users:,} users, "
               f"{interactions.n_items:,} items")
     return _Data(label, train.matrix, test.matrix, train, whole=interactions.matrix,
@@ -271,12 +277,15 @@ def _split(interactions, split, seed):
 
     from . import split as splits
 
-    match = re.fullmatch(r"(random|time)-([0-9.]+)|leave-([0-9]+)-out", split)
+    match = re.fullmatch(r"(random|time)-([0-9]*\.?[0-9]+)|leave-([0-9]+)-out", split)
     if match is None:
         raise ValueError(
             f"--split must be random-F, leave-K-out or time-F (e.g. random-0.2, leave-10-out, "
             f"time-0.1) for this data; got {split!r} (ua, ub, u1..u5 are ml-100k's)."
         )
+    if match.group(1) != "random" and interactions.timestamps is None:
+        raise ValueError(f"--split {split} orders events by time: it needs --timestamp-col "
+                         "(MovieLens has timestamps; a CSV needs the column).")
     if match.group(3) is not None:
         return splits.leave_k_out(interactions, k=int(match.group(3)), random_state=seed)
     fraction = float(match.group(2))

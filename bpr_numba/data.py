@@ -160,6 +160,13 @@ class Interactions:
         elif not csr.has_canonical_format:
             csr = csr.copy()
             csr.sum_duplicates()
+        if csr.nnz and not np.all(csr.data != 0):
+            # Explicit zeros are no interactions (the splits count stored values).
+            keep = csr.data != 0
+            if timestamps is not None:
+                timestamps = timestamps[keep]
+            csr = csr.copy()
+            csr.eliminate_zeros()
         self.matrix = csr
         self.timestamps = timestamps
         self.user_map = _as_map(user_ids, csr.shape[0], "user_ids")
@@ -210,6 +217,12 @@ class Interactions:
                 return None
             values = df[col].to_numpy()
             if values.dtype.kind == "M":
+                missing = np.isnat(values)
+                if missing.any():
+                    raise ValueError(
+                        f"column {col!r} has {int(missing.sum())} missing timestamp(s) (NaT), "
+                        f"the first at row {int(np.argmax(missing))}; drop or fill them first."
+                    )
                 values = values.astype("datetime64[s]").astype(np.int64)
             return values
 
@@ -379,12 +392,16 @@ class Interactions:
             del pick, last
             keys = keys[first]
         del first
+        # A merged value of 0 is no interaction, as in a sparse matrix (a rating
+        # of 0, or counts summing to 0); min_rating then keeps the rated ones.
+        keep = values != 0
         if min_rating is not None:
-            keep = values >= min_rating
+            keep &= values >= min_rating
+        if not keep.all():
             keys, values = keys[keep], values[keep]
             if timestamps is not None:
                 timestamps = timestamps[keep]
-            del keep
+        del keep
         # keys are sorted: row u starts at the first key >= u * n_items.
         indptr = np.searchsorted(keys, np.arange(n_users + 1, dtype=np.int64) * n_items)
         if n_items:
@@ -484,6 +501,10 @@ def _as_id_array(raw, name):
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one id per entry); got shape {array.shape}.")
     kind = array.dtype.kind
+    if kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"{name} holds ids above 2**63 - 1 ({array.max()}); pass them as strings."
+        )
     if kind in "iub":
         return array.astype(np.int64)
     if kind == "U":
@@ -497,16 +518,23 @@ def _as_id_array(raw, name):
             )
         return array.astype(np.int64)
     if kind == "O":
-        if array.size and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-                              for x in array):
-            return array.astype(np.int64)
-        bad = [x for x in array[:1000] if not isinstance(x, (str, int, np.integer))]
-        if bad:
+        # Every element is looked at once (a pandas object column may hide a
+        # None or NaN anywhere); ints and strings must not mix.
+        types = {type(x) for x in array}
+        ints = {t for t in types if issubclass(t, (int, np.integer)) and not issubclass(t, bool)}
+        strs = {t for t in types if issubclass(t, str)}
+        other = types - ints - strs
+        if other:
+            bad = next(x for x in array if type(x) in other)
             raise TypeError(
-                f"{name} holds {type(bad[0]).__name__} values such as {bad[0]!r}; ids must be "
-                "ints or strings (missing values are not allowed)."
+                f"{name} holds {type(bad).__name__} values such as {bad!r}; ids must be ints or "
+                "strings (missing values are not allowed)."
             )
-        return array.astype(str)
+        if ints and strs:
+            raise TypeError(
+                f"{name} mixes int and str ids; convert them to one type first (e.g. all str)."
+            )
+        return array.astype(np.int64 if ints else str)
     raise TypeError(f"{name} must hold ints or strings; got dtype {array.dtype}.")
 
 

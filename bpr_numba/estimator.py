@@ -13,10 +13,13 @@ from . import _validation as v
 from ._keras import _dense_adam_batches
 from ._losses import LOSSES
 from ._optim import DEFAULT_LEARNING_RATES, OPTIMIZERS, adam_bias_correction
+from ._rawids import RawIdsMixin, UnknownIdError
 from ._rng import as_seed_sequence, spawn_states
 from ._sampling import NEGATIVES
 from ._train import (N_CHUNKS, UPDATE_ALL, UPDATE_POSITIVE, UPDATE_USER, _train_epoch_chunks,
                      call_slices, plan_epoch)
+
+__all__ = ["BPR", "TrainingDivergedError", "UnknownIdError"]
 
 # Fixed constants of the per-sample optimisers (NOTES.md: beta_1, beta_2 and
 # epsilon are dense-adam's parameters only).
@@ -33,14 +36,7 @@ class TrainingDivergedError(FloatingPointError, ValueError):
     """Raised when the factors become NaN or infinite during training."""
 
 
-class UnknownIdError(KeyError, ValueError):
-    """A raw id the model's id maps do not hold: a KeyError that ``except ValueError`` catches."""
-
-    def __str__(self):  # KeyError would show the message quoted
-        return str(self.args[0]) if self.args else ""
-
-
-class BPR:
+class BPR(RawIdsMixin):
     """Matrix factorisation trained with a triplet (BPR) loss on implicit feedback.
 
     Each training positive ``(u, i)`` is paired with a negative item ``j`` and
@@ -381,6 +377,7 @@ class BPR:
         self.initialize(*X.shape)
         plan["weights"] = self._training_weights(X, sample_weight)
         self._adopt_id_maps(interactions)
+        self._check_same_ids(validation, "validation")
         return self._train(X, self._params["epochs"], plan, show_progress)
 
     def fit_partial(self, interactions, epochs=1, *, sample_weight=None, validation=None,
@@ -408,14 +405,6 @@ class BPR:
         plan["weights"] = self._training_weights(X, sample_weight)
         return self._train(X, epochs, plan, show_progress)
 
-    def _adopt_id_maps(self, interactions):
-        from .data import Interactions
-
-        if isinstance(interactions, Interactions):
-            self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
-        else:
-            self.user_map_ = self.item_map_ = None
-
     def _continue_id_maps(self, interactions):
         """fit_partial: take the raw ids of Interactions, or check they are the model's."""
         from .data import Interactions
@@ -424,11 +413,8 @@ class BPR:
             return
         if getattr(self, "user_map_", None) is None:
             self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
-        elif self.user_map_ != interactions.user_map or self.item_map_ != interactions.item_map:
-            raise ValueError(
-                "interactions have other raw ids than the model (same shape, other users or "
-                "items); continue on the data the model was fitted on, or call fit()."
-            )
+        else:
+            self._check_same_ids(interactions, "interactions")
 
     def _training_weights(self, X, sample_weight):
         """float32 weight per positive of ``X`` (CSR order), or an empty array for none."""
@@ -783,7 +769,7 @@ class BPR:
         return self
 
     # ----------------------------------------------------------------- fold-in
-    def recalculate_user(self, userid, user_items, epochs=None):
+    def recalculate_user(self, userid, user_items, epochs=None, *, raw_ids=False):
         """Factors of users computed from their rows alone, against fixed item factors.
 
         The model does not change. Each row starts from a fresh random vector
@@ -800,13 +786,19 @@ class BPR:
         user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
         epochs : int, optional
             Default: the model's ``epochs``.
+        raw_ids : bool
+            ``userid`` holds raw ids (only needed to pick rows of the whole
+            matrix).
 
         Returns
         -------
         ndarray of float32, shape (factors [+ 1],) for a scalar ``userid``, else (n, ...)
         """
         self._check_fitted()
+        self._check_same_ids(user_items, "user_items")
         scalar = np.ndim(userid) == 0
+        if raw_ids and _n_rows(user_items) == self.n_users:
+            userid = self._to_index(userid, "user", "userid", raw_ids)
         n = 1 if scalar else np.asarray(userid).size
         rows = self._rows_for(userid, n, user_items, "user_items", self.n_items)
         factors = self._fold_in_users(rows, epochs)
@@ -828,13 +820,15 @@ class BPR:
         epochs : int, optional
         """
         self._check_fitted()
-        ids = self._ids_for_update(userids, "userids", "user", raw_ids)
+        self._check_same_ids(user_items, "user_items")
+        ids, id_map = self._ids_for_update(userids, "userids", "user", raw_ids)
         rows = self._rows_for(ids if ids.max() < self.n_users else np.zeros(ids.size, np.int64),
                               ids.size, user_items, "user_items", self.n_items,
                               allow_whole=ids.max() < self.n_users)
         factors = self._fold_in_users(rows, epochs)
         self._grow("user", int(ids.max()) + 1)
         self._user_factors[ids] = factors
+        self.user_map_ = id_map  # only now: a refused call leaves the map as it was
         return self
 
     def partial_fit_items(self, itemids, item_users, epochs=None, *, raw_ids=False):
@@ -854,7 +848,7 @@ class BPR:
         """
         self._check_fitted()
         self._check_fold_in_mode()
-        ids = self._ids_for_update(itemids, "itemids", "item", raw_ids)
+        ids, id_map = self._ids_for_update(itemids, "itemids", "item", raw_ids)
         rows = v.check_interactions(item_users, "item_users")
         if rows.shape != (ids.size, self.n_users):
             raise ValueError(
@@ -880,6 +874,7 @@ class BPR:
             totals = self._kernel_epoch(X, weights, self._user_factors, self._item_factors,
                                         state, chunk_states, UPDATE_POSITIVE, epoch)
             self._check_fold_in_totals(totals, epoch, "items")
+        self.item_map_ = id_map
         return self
 
     def _check_fold_in_mode(self):
@@ -909,6 +904,12 @@ class BPR:
         weights = self._training_weights(rows, None)
         state = _fresh_state(p["optimizer"], users.shape, (0, 0))
         chunk_states = spawn_states(chunk_seq, N_CHUNKS)
+        empty = np.diff(rows.indptr) == 0
+        if empty.any():
+            warnings.warn(
+                f"{int(empty.sum())} of the {rows.shape[0]} users to fold in have no positive: "
+                "they keep a random vector (their recommendations are random).",
+                RuntimeWarning, stacklevel=3)
         if rows.nnz:
             for epoch in range(1, epochs + 1):
                 totals = self._kernel_epoch(rows, weights, users, self._item_factors, state,
@@ -943,9 +944,14 @@ class BPR:
         )
 
     def _ids_for_update(self, ids, name, side, raw_ids):
-        """Indices for fold-in: known or new (>= n), raw ids mapped (new ones appended)."""
-        id_map = self._id_map(side) if raw_ids else None
+        """Indices for fold-in, known or new (>= n), and the id map to keep afterwards.
+
+        Raw ids are mapped, unknown ones appended to a new map that the caller
+        adopts once the fold-in has succeeded.
+        """
+        id_map = getattr(self, f"{side}_map_", None)
         if raw_ids:
+            id_map = self._id_map(side)
             from .data import IdMap, _as_id_array
 
             raw = _as_id_array(np.atleast_1d(np.asarray(ids)), name)
@@ -956,7 +962,6 @@ class BPR:
             new_raw = np.unique(raw[~np.isin(raw, id_map.ids)])
             if new_raw.size:
                 id_map = IdMap(np.concatenate([id_map.ids, new_raw]))
-                setattr(self, f"{side}_map_", id_map)
             out = id_map.to_index(raw, name)
         else:
             arr = np.atleast_1d(np.asarray(ids))
@@ -965,16 +970,17 @@ class BPR:
             out = arr.astype(np.int64)
             if out.size and out.min() < 0:
                 raise v.IdOutOfRangeError(f"{name} contains {int(out.min())}; ids are >= 0.")
-            if getattr(self, f"{side}_map_", None) is not None:
+            n_known = getattr(self, f"_{side}_factors").shape[0]
+            if id_map is not None and out.size and out.max() >= n_known:
                 raise ValueError(
-                    f"this model has raw {side} ids (fitted on Interactions): pass raw_ids=True "
-                    f"so new {side}s get a raw id too."
+                    f"this model has raw {side} ids (fitted on Interactions): new {side}s need "
+                    f"raw ids too, so pass raw ids with raw_ids=True."
                 )
         if out.size == 0:
             raise ValueError(f"{name} is empty; expected at least one id.")
         if np.unique(out).size != out.size:
             raise ValueError(f"{name} holds repeated ids; give each id once.")
-        return out
+        return out, id_map
 
     def _grow(self, side, n_rows):
         """Add fresh random rows (and zero optimiser state) up to ``n_rows`` on ``side``."""
@@ -988,28 +994,6 @@ class BPR:
                                  int(self._has_bias_column), p["init_scale"], fill)
         setattr(self, f"_{side}_factors", np.concatenate([current, extra]))
         _grow_state(self._opt_state, side, n_rows)
-
-    # ------------------------------------------------------------------ raw ids
-    def _id_map(self, side):
-        id_map = getattr(self, f"{side}_map_", None)
-        if id_map is None:
-            raise ValueError(
-                f"raw_ids=True needs raw {side} ids, which a model gets when fitted on "
-                "bpr_numba.Interactions; this one was fitted on a matrix, so pass indices."
-            )
-        return id_map
-
-    def _to_index(self, ids, side, name, raw_ids):
-        """``ids`` unchanged, or mapped from raw ids when ``raw_ids``."""
-        if not raw_ids or ids is None:
-            return ids
-        try:
-            return self._id_map(side).to_index(ids, name)
-        except KeyError as exc:
-            raise UnknownIdError(exc.args[0]) from None
-
-    def _to_raw(self, ids, side, raw_ids):
-        return self._id_map(side).to_raw(ids) if raw_ids else ids
 
     # --------------------------------------------------------- using a model
     def predict(self, user_ids, item_ids, *, raw_ids=False):
@@ -1072,6 +1056,7 @@ class BPR:
         from ._topk import recommend_for
 
         self._check_fitted()
+        self._check_same_ids(user_items, "user_items")
         userid = self._to_index(userid, "user", "userid", raw_ids)
         filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
         items = self._to_index(items, "item", "items", raw_ids)
@@ -1254,6 +1239,11 @@ def _check_trainable(X):
             f"interactions has a catalogue of {X.shape[1]} item; a triplet needs a negative item "
             "besides the positive, so at least 2 items are expected."
         )
+
+
+def _n_rows(matrix):
+    shape = getattr(matrix, "shape", None)
+    return shape[0] if shape else None
 
 
 def _coo_to_csr(data, rows, cols, shape):

@@ -51,6 +51,7 @@ import re
 import numpy as np
 
 from bpr_numba import _evaluate
+from bpr_numba._rawids import check_same_maps
 from bpr_numba._validation import NotFittedError, check_interactions, check_nonneg_int, check_positive_int
 
 __all__ = [
@@ -118,6 +119,11 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
     names, codes, ks = _parse_metrics(metrics)
     num_threads = check_nonneg_int(num_threads, "num_threads")
     user_factors, item_factors = _factors(model)
+    same_ids = getattr(model, "_check_same_ids", None)  # models fitted on Interactions
+    if same_ids is not None:
+        same_ids(test, "test")
+        same_ids(train, "train")
+    check_same_maps(test, train, "test", "train")
     shape = (user_factors.shape[0], item_factors.shape[0])
     test = _check_matrix(test, "test", shape)
     if train is None:

@@ -258,3 +258,17 @@ def test_params_and_repr():
     assert model.set_params(weighted=False) is model and repr(model) == "Popularity()"
     with pytest.raises(ValueError, match="Invalid parameter"):
         model.set_params(factors=3)
+
+
+def test_raw_ids_like_bpr():
+    from bpr_numba import Interactions
+
+    data = Interactions.from_arrays(["a", "b", "b", "c", "c", "c"], ["x", "x", "y", "x", "y", "z"])
+    model = Popularity().fit(data)
+    assert model.user_map_ == data.user_map
+    ids, scores = model.recommend("a", data, N=2, raw_ids=True)
+    assert ids.tolist() == ["y", "z"] and scores.tolist() == [2.0, 1.0]
+    assert model.predict("a", "x", raw_ids=True) == 3.0
+    plain = Popularity().fit(data.matrix)
+    with pytest.raises(ValueError, match="raw_ids=True needs raw user ids"):
+        plain.recommend("a", data, raw_ids=True)

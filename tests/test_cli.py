@@ -168,6 +168,28 @@ def test_csv_option_errors_exit_1(tmp_path, capsys):
     assert "either --dataset or --csv" in capsys.readouterr().err
     assert main([*base, "--user-col", "nope", "--item-col", "item"]) == 1
     assert "nope" in capsys.readouterr().err
+    assert main([*base, "--user-col", "user", "--item-col", "item", "--min-rating", "4"]) == 1
+    assert "--min-rating needs --rating-col" in capsys.readouterr().err
+    assert main([*base, "--user-col", "user", "--item-col", "item", "--split", "time-0.2"]) == 1
+    assert "needs --timestamp-col" in capsys.readouterr().err
+    assert main([*base, "--user-col", "user", "--item-col", "item", "--split",
+                 "random-1.2.3"]) == 1
+    assert "--split must be random-F" in capsys.readouterr().err
+
+
+def test_csv_evaluate_without_seed_rebuilds_the_training_split(tmp_path, capsys):
+    events = tmp_path / "events.csv"
+    _write_events(events)
+    data = ["--csv", str(events), "--user-col", "user", "--item-col", "item"]
+    path = tmp_path / "model.npz"
+    assert main(["train", *data, "--epochs", "2", "--save", str(path), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out.splitlines()[-1])["final_auc"]
+    scores = []
+    for _ in range(2):
+        assert main(["evaluate", "--model", str(path), *data, "--metrics", "full_auc",
+                     "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out.splitlines()[-1])["full_auc"])
+    assert scores[0] == scores[1] == pytest.approx(trained, abs=1e-12)
 
 
 def test_movielens_1m_layout_trains_and_recommends_titles(tmp_path, capsys):

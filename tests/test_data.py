@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,7 +54,8 @@ def reference_events(users, items, ratings=None, timestamps=None, min_rating=Non
             value = values[-1]
         chosen = events[0] if policy == "first" else events[-1]
         stamp = None if timestamps is None else timestamps[chosen]
-        if min_rating is None or value >= min_rating:
+        # A merged value of 0 is no interaction (as a sparse matrix's zeros).
+        if value != 0 and (min_rating is None or value >= min_rating):
             merged[pair] = (value, stamp)
     return sorted(set(users)), sorted(set(items)), merged
 
@@ -551,3 +553,41 @@ def test_from_csv_explicit_separator_and_bad_encoding(tmp_path):
     with pytest.raises(ValueError, match="a user id is not valid utf-8 text"):
         Interactions.from_csv(path, "u", "i")
     assert Interactions.from_csv(path, "u", "i", encoding="latin-1").user_ids.tolist() == ["été"]
+
+
+def test_zeros_are_no_interactions_and_the_splits_do_not_count_them():
+    from bpr_numba.split import random_split
+
+    X = Interactions.from_arrays(["a", "a", "b", "b", "b"], ["x", "y", "x", "y", "z"],
+                                 ratings=[0, 5, 1, 0, 0], timestamps=[1, 2, 3, 4, 5])
+    assert X.nnz == 2 and X.timestamps.tolist() == [2, 3]
+    assert X.item_ids.tolist() == ["x", "y", "z"]  # ids of zero events stay in the maps
+    train, test = random_split(X, 0.5, random_state=0)
+    assert train.nnz == 2 and test.nnz == 0  # one interaction each: both stay in train
+    counts = Interactions.from_arrays(["a", "a"], ["x", "x"], ratings=[2, -2], duplicates="sum")
+    assert counts.nnz == 0
+    M = sp.csr_matrix((np.array([0, 3, 0, 4], np.float32), np.array([0, 1, 0, 2]),
+                       np.array([0, 2, 4])), shape=(2, 3))
+    Y = Interactions(M, timestamps=np.array([10, 11, 12, 13]))
+    assert Y.nnz == 2 and Y.timestamps.tolist() == [11, 13]
+    assert Y.matrix.toarray().tolist() == [[0, 3, 0], [0, 0, 4]]
+
+
+def test_missing_or_mixed_ids_and_huge_unsigned_ids_are_refused():
+    late_none = np.array(["u"] * 1500 + [None], dtype=object)
+    with pytest.raises(TypeError, match="NoneType values such as None"):
+        Interactions.from_arrays(late_none, np.arange(1501))
+    with pytest.raises(TypeError, match="mixes int and str"):
+        Interactions.from_arrays(np.array([1, "1"], dtype=object), [0, 1])
+    with pytest.raises(ValueError, match="above 2\\*\\*63 - 1"):
+        Interactions.from_arrays(np.array([2**63 + 5], np.uint64), [0])
+    objects = Interactions.from_arrays(np.array([3, 1], dtype=object), ["a", "b"])
+    assert objects.user_ids.dtype == np.int64 and objects.user_ids.tolist() == [1, 3]
+
+
+def test_from_pandas_refuses_missing_timestamps():
+    pd = pytest.importorskip("pandas")  # in the test extra: runs in CI
+    df = pd.DataFrame({"u": ["a", "b"], "i": ["x", "y"],
+                       "t": pd.to_datetime(["2024-01-01", None])})
+    with pytest.raises(ValueError, match="column 't' has 1 missing timestamp.*row 1"):
+        Interactions.from_pandas(df, "u", "i", timestamp_col="t")

@@ -33,6 +33,7 @@ def _held_out_auc(model, test, train, users):
 def test_folded_in_users_reach_the_auc_of_full_training(movielens):
     train, test = movielens
     held = np.arange(1, 944, 9)  # about 100 users
+    held = held[np.diff(train.indptr)[held] > 0]
     full = _model().fit(train, show_progress=False)
     model = _model().fit(_without_rows(train, held), show_progress=False)
     before = _held_out_auc(model, test, train, held)
@@ -76,7 +77,7 @@ def test_partial_fit_users_adds_new_users():
     model.partial_fit_users([20, 23], new_rows)
     assert model.n_users == 24
     assert np.isfinite(model.user_factors).all() and np.all(model.user_factors[:, -1] == 1.0)
-    model.fit_partial(sp.vstack([X, sp.csr_matrix((4, 15))]).tocsr(), epochs=1)  # state grew too
+    model.fit_partial(sp.vstack([X, sp.csr_matrix((4, 15))]).tocsr(), epochs=1)
     with pytest.raises(ValueError, match="repeated"):
         model.partial_fit_users([1, 1], new_rows)
     with pytest.raises(ValueError, match="one row per given id"):
@@ -206,3 +207,65 @@ def test_similar_users_is_cosine_without_the_constant_column():
     assert 2 not in model.similar_items(2, N=3)[0]
     with pytest.raises(IndexError, match="users"):
         model.similar_users(30)
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_growth_extends_the_optimiser_state(optimizer):
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((20, 15)) < 0.3).astype(np.float32))
+    model = _model(factors=4, epochs=1, optimizer=optimizer).fit(X, show_progress=False)
+    model.partial_fit_users([22], sp.csr_matrix(np.ones((1, 15), np.float32)))
+    model.partial_fit_items([16], sp.csr_matrix(np.ones((1, 23), np.float32)))
+    for key, array in model._opt_state.items():
+        side = key.split("_")[0]
+        if array.size and side in ("user", "item"):
+            rows = model.n_users if side == "user" else model.n_items
+            assert array.shape[0] == rows, key
+    # The new rows have positives, so training touches their (grown) state.
+    grown = (rng.random((23, 17)) < 0.3).astype(np.float32)
+    model.fit_partial(sp.csr_matrix(grown), epochs=2)
+    assert np.isfinite(model.user_factors).all() and np.isfinite(model.item_factors).all()
+
+
+def test_a_refused_raw_fold_in_leaves_the_id_map_alone(tmp_path):
+    users = np.array(["a", "b", "c", "a", "b", "c"])
+    items = np.array([1, 2, 3, 2, 3, 1])
+    data = Interactions.from_arrays(users, items)
+    model = _model(factors=4, epochs=1).fit(data, show_progress=False)
+    before = model.user_map_
+    wrong_rows = sp.csr_matrix((2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="one row per given id"):
+        model.partial_fit_users(["new"], wrong_rows, raw_ids=True)
+    assert model.user_map_ == before and model.n_users == 3
+    with pytest.raises(ValueError, match="one row per item id"):
+        model.partial_fit_items([99], sp.csr_matrix(np.ones((2, 3), np.float32)), raw_ids=True)
+    assert len(model.item_map_) == model.n_items == 3
+    # A successful one grows both, and the model saves and loads.
+    model.partial_fit_items([99], sp.csr_matrix(np.ones((1, 3), np.float32)), raw_ids=True)
+    model.partial_fit_users(["new"], sp.csr_matrix(np.ones((1, 4), np.float32)), raw_ids=True)
+    assert model.item_map_.ids.tolist() == [1, 2, 3, 99] and model.n_items == 4
+    model.save(tmp_path / "m.npz")
+    loaded = BPR.load(tmp_path / "m.npz")
+    assert loaded.user_map_.ids.tolist() == ["a", "b", "c", "new"]
+    assert_array_equal(loaded.predict("new", 99, raw_ids=True), model.predict(3, 3))
+
+
+def test_known_users_by_index_and_recalculate_user_by_raw_id():
+    users = np.array(["a", "b", "c", "a", "b", "c", "a"])
+    items = np.array([1, 2, 3, 2, 3, 1, 4])
+    data = Interactions.from_arrays(users, items)
+    model = _model(factors=4, epochs=2).fit(data, show_progress=False)
+    model.partial_fit_users([1], data.matrix[[1]])  # an existing user, by index: allowed
+    one = model.recalculate_user("b", data, raw_ids=True)
+    assert one.shape == (model.user_factors.shape[1],)
+    other = Interactions.from_arrays(np.array(["x", "y"]), np.array([1, 2]))
+    with pytest.raises(ValueError, match="other raw ids"):
+        model.recalculate_user(0, other)
+
+
+def test_folding_in_a_user_without_positives_warns():
+    X = sp.csr_matrix(np.eye(5, dtype=np.float32))
+    model = _model(factors=3, epochs=1).fit(X, show_progress=False)
+    with pytest.warns(RuntimeWarning, match="1 of the 2 users to fold in have no positive"):
+        model.partial_fit_users([5, 6], sp.csr_matrix(np.array([[1, 0, 0, 0, 0],
+                                                                [0, 0, 0, 0, 0]], np.float32)))

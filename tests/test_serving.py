@@ -171,3 +171,19 @@ def test_index_vectors_rejects_unknown_spaces_and_unfitted_models(fitted):
         index_vectors(fitted[0], "manhattan")
     with pytest.raises(ValueError, match="fitted"):
         index_vectors(BPR())
+
+
+def test_data_with_other_raw_ids_is_refused(fitted):
+    from bpr_numba.metrics import evaluate
+    from bpr_numba.split import random_split
+
+    model, data = fitted
+    same_shape = Interactions(data.matrix, data.user_ids, data.item_ids[::-1])
+    with pytest.raises(ValueError, match="user_items has other raw ids"):
+        model.recommend(0, same_shape, N=3)
+    with pytest.raises(ValueError, match="test has other raw ids"):
+        evaluate(model, same_shape, metrics=["full_auc"])
+    train, test = random_split(data, 0.3, random_state=0)
+    assert evaluate(model, test, train, metrics=["auc"])["auc"] > 0.0
+    with pytest.raises(ValueError, match="test and train have other raw ids"):
+        evaluate((model.user_factors, model.item_factors), same_shape, train)

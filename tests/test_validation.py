@@ -40,8 +40,11 @@ def _fitted_on_raw_ids():
     return BPR(factors=3, epochs=1, random_state=0).fit(data, show_progress=False), data
 
 
+_CSV_FOLDER = tempfile.TemporaryDirectory()  # removed when the test process ends
+
+
 def _csv(text):
-    path = Path(tempfile.mkdtemp()) / "events.csv"
+    path = Path(_CSV_FOLDER.name) / "events.csv"
     path.write_text(text)
     return path
 
