@@ -83,7 +83,8 @@ class BPR(RawIdsMixin):
         Scale each positive's loss and data gradient by its stored value in
         the training matrix (or by ``sample_weight`` given to :meth:`fit`),
         like LightFM's ``sample_weight``; values must then be > 0. False
-        treats every stored non-zero as a positive of weight 1.
+        treats every stored non-zero as a positive of weight 1. With weights,
+        ``history_``'s loss is the weighted loss sum over the sample count.
     batch_size, beta_1, beta_2, epsilon
         Parameters of "dense-adam" only (Keras's defaults, epsilon of Keras >= 2.3).
     init_scale : float
@@ -1043,7 +1044,8 @@ class BPR(RawIdsMixin):
         raw_ids : bool
             ``userid``, ``filter_items`` and ``items`` are raw ids of the
             Interactions the model was fitted on, and the answer is in raw item
-            ids (padding: -1 for int ids, "" for str ids).
+            ids (padding: -1 for int ids, "" for str ids; where -1 or "" is also
+            a real id, the padding is told apart by its score, -inf).
 
         Returns
         -------
