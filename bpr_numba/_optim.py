@@ -48,23 +48,27 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
     bool
         False when the step was refused (it would have made a value non-finite).
     """
-    # New values are computed first (into ``scratch`` for Adagrad and Adam),
-    # checked with a squared norm (a reassociated dot product: NaN and overflow
-    # still reach it), and written only when finite. Nothing non-finite is ever
-    # written, so no other Hogwild thread can read it; a norm past float32's
-    # range means some value reached about 1e19, which counts as diverged.
+    # New values are computed first (into ``scratch``), each checked as it is
+    # made (a NaN fails ``abs(x) <= max``), and written only when all are
+    # finite. Nothing non-finite is ever written, so no other Hogwild thread can
+    # read it. The check rides in the computing loop: no extra pass over the row.
+    ok = True
     if opt_code == OPT_SGD:
-        ok = _is_finite(_sgd_step_norm(params, row, grad, n_cols, lr))
+        for f in range(n_cols):
+            w = params[row, f] - lr * grad[f]
+            scratch[0, f] = w
+            ok &= abs(w) <= _FLOAT32_MAX
         if ok:
             for f in range(n_cols):
-                params[row, f] -= lr * grad[f]
+                params[row, f] = scratch[0, f]
     elif opt_code == OPT_ADAGRAD:
         for f in range(n_cols):
             g = grad[f]
             sq = adagrad_sum_sq[row, f] + g * g
+            w = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
+            scratch[0, f] = w
             scratch[1, f] = sq
-            scratch[0, f] = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
-        ok = _is_finite(_sq_norm(scratch, 0, n_cols) + _sq_norm(scratch, 1, n_cols))
+            ok &= (abs(w) <= _FLOAT32_MAX) & (sq <= _FLOAT32_MAX)
         if ok:
             for f in range(n_cols):
                 params[row, f] = scratch[0, f]
@@ -78,10 +82,11 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
             g = grad[f]
             m = beta_1 * adam_m[row, f] + one_minus_b1 * g
             v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
+            w = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
+            scratch[0, f] = w
             scratch[1, f] = m
             scratch[2, f] = v
-            scratch[0, f] = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
-        ok = _is_finite(_sq_norm(scratch, 0, n_cols) + _sq_norm(scratch, 2, n_cols))
+            ok &= (abs(w) <= _FLOAT32_MAX) & (v <= _FLOAT32_MAX)
         if ok:
             adam_t[row] = t
             for f in range(n_cols):
@@ -89,30 +94,6 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
                 adam_m[row, f] = scratch[1, f]
                 adam_v[row, f] = scratch[2, f]
     return ok
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def _sgd_step_norm(params, row, grad, n_cols, lr):
-    """Squared norm of ``params[row] - lr * grad`` (reassociated, NaN-propagating)."""
-    x = np.float32(0.0)
-    for f in range(n_cols):
-        w = params[row, f] - lr * grad[f]
-        x += w * w
-    return x
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def _sq_norm(a, r, n_cols):
-    """Squared norm of ``a[r, :n_cols]`` (reassociated, NaN-propagating)."""
-    x = np.float32(0.0)
-    for f in range(n_cols):
-        x += a[r, f] * a[r, f]
-    return x
-
-
-@njit(cache=True, inline="always")
-def _is_finite(x):
-    return abs(x) <= _FLOAT32_MAX
 
 
 # Reassociation lets LLVM vectorise the sum; no nnan/ninf, so NaN and infinity
