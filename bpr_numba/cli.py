@@ -82,6 +82,9 @@ def _add_data_options(parser):
     parser.add_argument("--timestamp-col", default=None,
                         help="--csv: column of the timestamps (numbers), for leave-k-out and "
                              "time splits")
+    parser.add_argument("--no-header", action="store_true",
+                        help="--csv: the file has no header line; the --*-col options are "
+                             "0-based column positions")
     parser.add_argument("--sep", default=None,
                         help="--csv: field separator (default: tab if the header has one, "
                              "else comma)")
@@ -219,6 +222,8 @@ def _load_data(args, with_titles=False):
         raise ValueError("give either --dataset or --csv, not both.")
     csv_only = [name for name in ("user_col", "item_col", "rating_col", "timestamp_col", "sep")
                 if getattr(args, name) is not None]
+    if args.no_header:
+        csv_only.append("no_header")
     if args.csv is None and csv_only:
         raise ValueError(f"--{csv_only[0].replace('_', '-')} needs --csv FILE.")
     dataset = args.dataset or ("ml-100k" if args.csv is None else None)
@@ -252,9 +257,12 @@ def _load_data(args, with_titles=False):
             raise ValueError("--csv needs --user-col and --item-col (the columns of the ids).")
         if args.min_rating is not None and args.rating_col is None:
             raise ValueError("--min-rating needs --rating-col (the column of the ratings).")
+        columns = [args.user_col, args.item_col, args.rating_col, args.timestamp_col]
+        if args.no_header:
+            columns = [_position(col) for col in columns]
         interactions = Interactions.from_csv(
-            args.csv, args.user_col, args.item_col, rating_col=args.rating_col,
-            timestamp_col=args.timestamp_col, sep=args.sep, min_rating=args.min_rating)
+            args.csv, *columns[:2], rating_col=columns[2], timestamp_col=columns[3],
+            sep=args.sep, header=not args.no_header, min_rating=args.min_rating)
         label = f"{args.csv}" + ("" if args.min_rating is None
                                  else f", ratings >= {args.min_rating:g} as positives")
         titles = None
@@ -269,6 +277,19 @@ def _load_data(args, with_titles=False):
               f"{interactions.n_items:,} items")
     return _Data(label, train.matrix, test.matrix, train, whole=interactions.matrix,
                  titles=titles)
+
+
+def _position(column):
+    """A --*-col value as a 0-based position (for --no-header)."""
+    if column is None:
+        return None
+    try:
+        position = int(column)
+    except ValueError:
+        position = -1
+    if position < 0:
+        raise ValueError(f"with --no-header, columns are 0-based positions; got {column!r}.")
+    return position
 
 
 def _split(interactions, split, seed):

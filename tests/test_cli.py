@@ -219,3 +219,16 @@ def test_movielens_1m_layout_trains_and_recommends_titles(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Top 3 movies for user 9000")
     assert all("Film " in line and "(Caf\xe9)" in line for line in out[1:])
+
+
+def test_csv_without_header_takes_column_positions(tmp_path, capsys):
+    events = tmp_path / "events.tsv"
+    _write_events(events)
+    lines = events.read_text().splitlines()[1:]  # drop the header, use tabs
+    events.write_text("\n".join(line.replace(",", "\t") for line in lines) + "\n")
+    base = ["train", "--csv", str(events), "--no-header", "--epochs", "1", "--json"]
+    assert main([*base, "--user-col", "0", "--item-col", "1", "--timestamp-col", "3",
+                 "--split", "leave-1-out"]) == 0
+    assert "split leave-1-out" in capsys.readouterr().out
+    assert main([*base, "--user-col", "user", "--item-col", "1"]) == 1
+    assert "0-based positions; got 'user'" in capsys.readouterr().err
