@@ -64,3 +64,13 @@ def test_cli_example_runs(events_csv, capsys):
     shown = [line.split(". ", 1)[1].split("  (")[0] for line in out.splitlines()
              if re.match(r"\s+\d+\. ", line)]
     assert len(shown) == 5 and all(x.startswith("movie-") for x in shown)
+
+
+def test_in_python_example_runs_on_movielens(movielens, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(_example("python"), "README python", "exec"), namespace)
+    lines = capsys.readouterr().out.splitlines()
+    assert 0.85 < float(lines[0]) <= 1.0  # full AUC after the default fit
+    assert "'precision@10'" in lines[1]
+    assert namespace["ids"].shape == (10,) and (tmp_path / "model.npz").exists()
