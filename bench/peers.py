@@ -86,9 +86,10 @@ for 10 epochs, so it gets implicit's 0.01 / 0.01 (the same SGD update).
 rate (at the smallest thread count) and reports each config at its best one
 (chosen by ``--tune-metric`` on the test split itself: an optimistic figure);
 runs that diverge (an exception, or non-finite factors) are listed, not scored.
-The dataset header also gives a popularity baseline (score = the item's train
-count): at 3 epochs several SGD models score about the same, i.e. they have
-mostly learnt the item bias so far.
+The dataset header also gives a popularity baseline
+(``bpr_numba.baselines.Popularity``: score = the item's train count): at 3
+epochs several SGD models score about the same, i.e. they have mostly learnt
+the item bias so far.
 
 Writes ``bench/results/peers-<timestamp>.json`` (ignored by git) with the CPU
 model, cores, interpreter and library versions, git commit, data shapes and
@@ -917,10 +918,13 @@ def worker_evaluate(job):
     scores = []
     popularity = None
     if job.get("popularity"):
-        # Reference: score = the item's train count (what a bias-only model can reach).
-        counts = np.bincount(load_data(job["data_dir"], ("train",))[0].indices,
-                             minlength=train.shape[1]).astype(np.float32)
-        pair = (np.ones((train.shape[0], 1), np.float32), counts[:, None].copy())
+        # Reference: bpr_numba.baselines.Popularity on the whole train matrix (score = the
+        # item's train count, what a bias-only model can reach), scored on the same users.
+        from bpr_numba.baselines import Popularity
+
+        baseline = Popularity().fit(load_data(job["data_dir"], ("train",))[0])
+        pair = (np.ones((train.shape[0], 1), np.float32),
+                np.ascontiguousarray(baseline.item_factors))
         popularity = {"full_auc": float(full_auc(pair, test)),
                       "auc": float(auc_score(pair, test, train))}
     for path in job["factors"]:

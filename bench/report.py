@@ -60,14 +60,18 @@ def peers_section(path, peers):
     for name, info in peers["datasets"].items():
         lines.append(f"### {name}: {info.get('description', '')}")
         lines.append("")
+        pop = info.get("popularity_baseline") or {}
         lines.append(f"Train {info['shape'][0]:,} x {info['shape'][1]:,}, "
                      f"{info['train_nnz']:,} train and {info['test_nnz']:,} test positives. "
-                     f"Popularity baseline: full AUC "
-                     f"{fmt(info.get('popularity_baseline', {}).get('full_auc'), '.4f')}.")
+                     "The popularity row scores every item by its train count (what "
+                     "`bpr_numba.baselines.Popularity` does), on the same test users.")
         lines.append("")
         lines.append("| library | config | threads | epochs | s/epoch | samples/s | vs implicit "
                      "| full AUC | AUC |")
         lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        if pop:
+            lines.append(f"| popularity | item train count | - | - | - | - | - | "
+                         f"{fmt(pop.get('full_auc'), '.4f')} | {fmt(pop.get('auc'), '.4f')} |")
         for r in peers["rows"]:
             if r["dataset"] != name or "error" in r:
                 continue

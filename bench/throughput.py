@@ -17,7 +17,9 @@ epochs=1, num_threads=t, random_state=0)``:
   copies the CSR);
 * quality: mean loss of the last epoch (``history_[-1]["loss"]``) and
   ``auc_score(model, test, train)`` after the 1 + repeats epochs (on a seeded
-  subsample of ``--auc-users`` test users; 0 = all).
+  subsample of ``--auc-users`` test users; 0 = all). Each data set also gets
+  the AUC of ``bpr_numba.baselines.Popularity`` fitted on its train part,
+  scored the same way on the same users (the floor a model should beat).
 
 Parts (``--parts``):
 
@@ -257,17 +259,40 @@ class Datasets:
                   flush=True)
         return self._cache[n_interactions]
 
+    def popularity_auc(self, n_interactions, auc_users):
+        """AUC of ``bpr_numba.baselines.Popularity`` fitted on the train part (cached).
+
+        Scored like the models (``auc_score(model, test, train)`` on the same
+        seeded ``auc_subsample``): the floor a trained model should beat.
+        """
+        d = self._cache[n_interactions]
+        if "popularity_auc" not in d:
+            from bpr_numba.baselines import Popularity
+            from bpr_numba.metrics import auc_score
+
+            test_sub, n_auc = auc_subsample(d["test"], auc_users)
+            model = Popularity().fit(d["train"])
+            d["popularity_auc"] = float(auc_score(model, test_sub, d["train"]))
+            d["popularity_auc_users"] = n_auc
+            print(f"data: {n_interactions:,} interactions, Popularity baseline AUC "
+                  f"{d['popularity_auc']:.4f}", flush=True)
+        return d["popularity_auc"]
+
     def drop(self, n_interactions):
         self._cache.pop(n_interactions, None)
 
     def describe(self, n_interactions):
         d = self._cache[n_interactions]
-        return {"n_interactions": n_interactions, "shape": list(d["X"].shape),
+        out = {"n_interactions": n_interactions, "shape": list(d["X"].shape),
                 "train_nnz": int(d["train"].nnz), "test_nnz": int(d["test"].nnz),
                 "seed": SEED, "test_fraction": TEST_FRACTION,
                 "generator": "make_synthetic(n_users, n_items, n_interactions, random_state=0); "
                              "holdout_split(X, 0.2, random_state=0)",
                 "generate_s": d["generate_s"]}
+        if "popularity_auc" in d:
+            out["popularity_auc"] = d["popularity_auc"]
+            out["popularity_auc_users"] = d["popularity_auc_users"]
+        return out
 
 
 def auc_subsample(test, n_users, seed=SEED):
@@ -435,19 +460,24 @@ def markdown(record):
                   f"{d['shape'][1]:,}), {d['train_nnz']:,} train positives, "
                   f"{s['repeats']} timed epochs", "", header, sep]
         lines += [row(r) for r in s["rows"]]
+        if d.get("popularity_auc") is not None:
+            lines += ["", f"Popularity baseline on this data (`bpr_numba.baselines.Popularity`, "
+                      f"same AUC and test users): AUC {d['popularity_auc']:.4f}."]
     if record.get("sizes"):
         s = record["sizes"]
         lines += ["", f"### Size sweep: factors 64, sgd, 3 negative candidates, "
                   f"{s['threads']} threads", "",
                   "| interactions | users x items | train positives | s/epoch median | s/epoch min "
-                  "| samples/s | ns/sample | loss | AUC |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| samples/s | ns/sample | loss | AUC | Popularity AUC |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in s["rows"]:
             d = r["data"]
+            pop = d.get("popularity_auc")
             lines.append(f"| {d['n_interactions']:,} | {d['shape'][0]:,} x {d['shape'][1]:,} | "
                          f"{r['train_nnz']:,} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
                          f"{fmt_rate(r['samples_per_s'])} | {r['ns_per_sample']:.0f} | "
-                         f"{r['loss']:.4f} | {r['auc']:.4f} |")
+                         f"{r['loss']:.4f} | {r['auc']:.4f} | "
+                         f"{'-' if pop is None else format(pop, '.4f')} |")
         if s.get("loglog_slope") is not None:
             lines += ["", f"log-log slope of seconds vs samples: {s['loglog_slope']:.2f} "
                       "(1.00 = linear)."]
@@ -498,6 +528,7 @@ def main(argv=None):
 
     if "sweep" in args.parts:
         d = data.get(args.sweep_size)
+        data.popularity_auc(args.sweep_size, args.auc_users)
         rows = []
         for factors in args.factors:
             for optimizer in args.optimizers:
@@ -520,11 +551,12 @@ def main(argv=None):
                 if other not in (size, args.memory_size):
                     data.drop(other)
             d = data.get(size)
+            data.popularity_auc(size, args.auc_users)
             r = run_config(d, 64, "sgd", 3, max_threads, args.repeats, args.auc_users)
             r["data"] = data.describe(size)
             rows.append(r)
             print(f"sizes {size:,}: {r['median_s']:.3f} s/epoch, {r['ns_per_sample']:.0f} ns/sample, "
-                  f"AUC {r['auc']:.4f}", flush=True)
+                  f"AUC {r['auc']:.4f} (Popularity {r['data']['popularity_auc']:.4f})", flush=True)
         record["sizes"] = {"threads": max_threads, "repeats": args.repeats, "rows": rows,
                            "loglog_slope": loglog_slope(rows)}
 
