@@ -48,11 +48,12 @@ def machine_section(peers):
     return lines
 
 
-def peers_section(path, peers):
+def peers_section(path, peers, title="Side by side with implicit, LightFM and cornac",
+                  command="python bench/peers.py"):
     if not peers:
         return []
-    lines = ["## Side by side with implicit, LightFM and cornac", "",
-             f"`python bench/peers.py` ({path.name}). Same CSR matrices for every library, "
+    lines = [f"## {title}", "",
+             f"`{command}` ({path.name}). Same CSR matrices for every library, "
              "factors 64; AUC computed alike for all from the exported factors "
              "(`full_auc`: the notebook's metric; `AUC`: train items excluded). "
              "samples/s = train positives x epochs / summed epoch seconds; the ratio is "
@@ -160,6 +161,10 @@ def main():
     lines += quality_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
+    speed_path, speed = newest("speed")
+    lines += peers_section(speed_path, speed, "Speed against implicit, repeated (median of 3)",
+                           "python bench/peers.py --datasets synthetic --libraries bpr-numba "
+                           "implicit --repeats 3 --output bench/results/speed-<time>.json")
     lines += markdown_of("throughput", "Training throughput", "python bench/throughput.py --repeats 3")
     lines += markdown_of("roofline", "Roofline", "python bench/roofline.py --throughput <throughput json>")
     lines += markdown_of("evaluation", "Evaluation throughput", "python bench/evaluation.py")
