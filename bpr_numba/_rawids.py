@@ -76,3 +76,17 @@ class RawIdsMixin:
     def _to_raw(self, ids, side, raw_ids):
         """Indices unchanged, or their raw ids when ``raw_ids`` (padding -1 stays -1 / "")."""
         return self._id_map(side).to_raw(ids) if raw_ids else ids
+
+    def _recommend(self, userid, user_items, N, filter_already_liked_items, filter_items,
+                   items, raw_ids, num_threads=0):
+        """``recommend``'s body for any model with factors: raw ids in and out."""
+        from ._topk import recommend_for
+
+        self._check_same_ids(user_items, "user_items")
+        userid = self._to_index(userid, "user", "userid", raw_ids)
+        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
+        items = self._to_index(items, "item", "items", raw_ids)
+        ids, scores = recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
+                                    filter_already_liked_items, filter_items, items,
+                                    num_threads=num_threads)
+        return self._to_raw(ids, "item", raw_ids), scores

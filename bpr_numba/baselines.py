@@ -13,7 +13,6 @@ import numpy as np
 
 from . import _validation as v
 from ._rawids import RawIdsMixin
-from ._topk import recommend_for
 # Private helper of the estimator, shared so both classes filter liked items alike.
 
 __all__ = ["Popularity"]
@@ -192,10 +191,5 @@ class Popularity(RawIdsMixin):
             Sorted by popularity descending, ties by item id ascending.
         """
         self._check_fitted()
-        self._check_same_ids(user_items, "user_items")
-        userid = self._to_index(userid, "user", "userid", raw_ids)
-        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
-        items = self._to_index(items, "item", "items", raw_ids)
-        ids, scores = recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
-                                    filter_already_liked_items, filter_items, items)
-        return self._to_raw(ids, "item", raw_ids), scores
+        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items,
+                               items, raw_ids)

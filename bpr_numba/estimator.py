@@ -1055,17 +1055,9 @@ class BPR(RawIdsMixin):
             array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
             Sorted by score (ties by item id).
         """
-        from ._topk import recommend_for
-
         self._check_fitted()
-        self._check_same_ids(user_items, "user_items")
-        userid = self._to_index(userid, "user", "userid", raw_ids)
-        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
-        items = self._to_index(items, "item", "items", raw_ids)
-        ids, scores = recommend_for(self._user_factors, self._item_factors, userid, user_items,
-                                    N, filter_already_liked_items, filter_items, items,
-                                    num_threads=self._params["num_threads"])
-        return self._to_raw(ids, "item", raw_ids), scores
+        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items,
+                               items, raw_ids, num_threads=self._params["num_threads"])
 
     def _answer(self, ids, scores, scalar, side, raw_ids):
         if scalar:
