@@ -161,10 +161,14 @@ def main():
     lines += quality_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
-    speed_path, speed = newest("speed")
-    lines += peers_section(speed_path, speed, "Speed against implicit, repeated (median of 3)",
-                           "python bench/peers.py --datasets synthetic --libraries bpr-numba "
-                           "implicit --repeats 3 --output bench/results/speed-<time>.json")
+    for number, speed_path in enumerate(sorted(RESULTS.glob("speed-*.json")), start=1):
+        speed = json.loads(speed_path.read_text())
+        run_args = speed.get("args", {})
+        lines += peers_section(
+            speed_path, speed, f"Speed against implicit, repeated (median of 3), run {number}",
+            "python bench/peers.py --datasets synthetic --libraries bpr-numba implicit "
+            f"--ours-configs {' '.join(run_args.get('ours_configs', []))} --repeats "
+            f"{run_args.get('repeats')} --output bench/results/speed-<time>.json")
     lines += markdown_of("throughput", "Training throughput", "python bench/throughput.py --repeats 3")
     lines += markdown_of("roofline", "Roofline", "python bench/roofline.py --throughput <throughput json>")
     lines += markdown_of("evaluation", "Evaluation throughput", "python bench/evaluation.py")

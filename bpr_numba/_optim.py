@@ -21,9 +21,12 @@ OPT_SGD = 0
 OPT_ADAGRAD = 1
 OPT_ADAM = 2
 OPT_DENSE_ADAM = 3
-OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM, "dense-adam": OPT_DENSE_ADAM}
+OPT_ADAGRAD_ROWWISE = 4
+OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM,
+              "dense-adam": OPT_DENSE_ADAM, "rowwise-adagrad": OPT_ADAGRAD_ROWWISE}
 # Used when learning_rate is None (NOTES.md: the optimiser's own default).
-DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001}
+DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001,
+                          "rowwise-adagrad": 0.08}
 
 
 _FLOAT32_MAX = np.float32(3.4028235e38)
@@ -73,6 +76,21 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
             for f in range(n_cols):
                 params[row, f] = scratch[0, f]
                 adagrad_sum_sq[row, f] = scratch[1, f]
+    elif opt_code == OPT_ADAGRAD_ROWWISE:
+        # One accumulator per row: the mean squared gradient of the row's
+        # trained columns (FBGEMM's row-wise Adagrad); 4 bytes of state per
+        # row instead of one float per element.
+        sq = adagrad_sum_sq[row, 0] + _sum_sq(grad, n_cols) / np.float32(n_cols)
+        scale = lr / (np.sqrt(sq) + epsilon)
+        ok = sq <= _FLOAT32_MAX
+        for f in range(n_cols):
+            w = params[row, f] - scale * grad[f]
+            scratch[0, f] = w
+            ok &= abs(w) <= _FLOAT32_MAX
+        if ok:
+            adagrad_sum_sq[row, 0] = sq
+            for f in range(n_cols):
+                params[row, f] = scratch[0, f]
     else:
         t = adam_t[row] + 1
         alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
@@ -94,6 +112,15 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
                 adam_m[row, f] = scratch[1, f]
                 adam_v[row, f] = scratch[2, f]
     return ok
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _sum_sq(a, n):
+    """Sum of ``a[:n] ** 2`` in float32 (any summation order; NaN and inf propagate)."""
+    x = np.float32(0.0)
+    for f in range(n):
+        x += a[f] * a[f]
+    return x
 
 
 # Reassociation lets LLVM vectorise the sum; no nnan/ninf, so NaN and infinity

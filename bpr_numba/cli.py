@@ -30,7 +30,8 @@ def _build_parser():
     model.add_argument("--epochs", type=int, default=None, help="passes over the data (default: 10)")
     model.add_argument("--factors", type=int, default=None, help="factors (default: 64; --keras: 100)")
     model.add_argument("--loss", choices=["bpr", "sigmoid"], default=None)
-    model.add_argument("--optimizer", choices=["adagrad", "adam", "sgd", "dense-adam"], default=None)
+    model.add_argument("--optimizer", choices=["adagrad", "rowwise-adagrad", "adam", "sgd",
+                                                         "dense-adam"], default=None)
     model.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     model.add_argument("--reg", type=float, default=None, help="L2 regularization")
     model.add_argument("--negatives", choices=["uniform", "unseen"], default=None)

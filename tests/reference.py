@@ -51,13 +51,17 @@ def draw_negative(state, row, n_items, negatives, tries=8):
 
 
 def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_2=0.999, eps=1e-8):
-    """One textbook step of sgd / adagrad / lazy adam on ``w[row]`` (in place, float32)."""
+    """One textbook step of sgd / adagrad / row-wise adagrad / lazy adam on ``w[row]`` (in place, float32)."""
     lr, beta_1, beta_2, eps = F32(lr), F32(beta_1), F32(beta_2), F32(eps)
     if opt == "sgd":
         w[row] = w[row] - lr * g
     elif opt == "adagrad":
         state["sum_sq"][row] = state["sum_sq"][row] + g * g
         w[row] = w[row] - lr * g / (np.sqrt(state["sum_sq"][row]) + eps)
+    elif opt == "rowwise-adagrad":
+        # One accumulator per row: the mean squared gradient of the row.
+        state["sum_sq"][row] = state["sum_sq"][row] + np.mean(g * g, dtype=F32)
+        w[row] = w[row] - (lr / (np.sqrt(state["sum_sq"][row]) + eps)) * g
     else:
         state["t"][row] += 1
         t = state["t"][row]

@@ -209,7 +209,7 @@ def test_similar_users_is_cosine_without_the_constant_column():
         model.similar_users(30)
 
 
-@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+@pytest.mark.parametrize("optimizer", ["adagrad", "rowwise-adagrad", "adam"])
 def test_growth_extends_the_optimiser_state(optimizer):
     rng = np.random.default_rng(0)
     X = sp.csr_matrix((rng.random((20, 15)) < 0.3).astype(np.float32))
@@ -221,6 +221,8 @@ def test_growth_extends_the_optimiser_state(optimizer):
         if array.size and side in ("user", "item"):
             rows = model.n_users if side == "user" else model.n_items
             assert array.shape[0] == rows, key
+    if optimizer == "rowwise-adagrad":  # one accumulator per row
+        assert model._opt_state["item_sum_sq"].shape == (model.n_items, 1)
     # The new rows have positives, so training touches their (grown) state.
     grown = (rng.random((23, 17)) < 0.3).astype(np.float32)
     model.fit_partial(sp.csr_matrix(grown), epochs=2)

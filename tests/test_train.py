@@ -66,6 +66,9 @@ def _state(shape, opt):
     if opt == "adagrad":
         kernel["sum_sq"] = np.zeros(shape, F32)
         ref = {"sum_sq": kernel["sum_sq"].copy()}
+    elif opt == "rowwise-adagrad":
+        kernel["sum_sq"] = np.zeros((n, 1), F32)
+        ref = {"sum_sq": kernel["sum_sq"].copy()}
     elif opt == "adam":
         kernel.update(m=np.zeros(shape, F32), v=np.zeros(shape, F32), t=np.zeros(n, np.int64))
         ref = {"m": kernel["m"].copy(), "v": kernel["v"].copy(), "t": kernel["t"].copy()}
@@ -118,7 +121,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     return (U, V), (Ur, Vr), (n_trained, n_skipped)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.sampled_from([1, 3]),
@@ -133,7 +136,7 @@ def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candid
         assert np.all(U[:, -1] == 1.0)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        update=st.sampled_from([("user",), ("positive",), ("user", "positive", "negative"),
                                ("positive", "negative")]),

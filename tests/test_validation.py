@@ -96,7 +96,8 @@ CASES = {
     "unknown loss": (lambda: BPR(loss="hinge").fit(X), ValueError,
                      r"loss must be one of 'bpr', 'sigmoid'; got 'hinge'"),
     "unknown optimizer": (lambda: BPR(optimizer="rmsprop").fit(X), ValueError,
-                          r"optimizer must be one of 'sgd', 'adagrad', 'adam', 'dense-adam'"),
+                          r"optimizer must be one of 'sgd', 'adagrad', 'adam', 'dense-adam', "
+                          r"'rowwise-adagrad'"),
     "num_threads below 0": (lambda: BPR(num_threads=-1).fit(X), ValueError,
                             r"num_threads must be >= 0; got -1"),
     "dense array instead of sparse": (lambda: BPR().fit(X.toarray()), TypeError,
