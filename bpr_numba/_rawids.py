@@ -7,6 +7,9 @@ A model fitted on :class:`~bpr_numba.data.Interactions` keeps its id maps as
 
 from __future__ import annotations
 
+import numpy as np
+
+from . import _validation as v
 from .data import Interactions
 
 
@@ -28,7 +31,11 @@ def check_same_maps(a, b, name_a, name_b):
 
 
 class RawIdsMixin:
-    """``user_map_``/``item_map_`` bookkeeping and raw id <-> index conversion."""
+    """Raw ids (``user_map_``/``item_map_``) and the answers built on the factors.
+
+    Shared by BPR and Popularity: both score a pair by ``user_factors[u] @
+    item_factors[i]`` (Popularity's factors are ones and the popularity).
+    """
 
     user_map_ = None
     item_map_ = None
@@ -90,3 +97,30 @@ class RawIdsMixin:
                                     filter_already_liked_items, filter_items, items,
                                     num_threads=num_threads)
         return self._to_raw(ids, "item", raw_ids), scores
+
+    def predict(self, user_ids, item_ids, *, raw_ids=False):
+        """Scores of the pairs ``(user_ids[k], item_ids[k])``.
+
+        Parameters
+        ----------
+        user_ids, item_ids : int or array-like of int, shape (n,)
+        raw_ids : bool
+            The ids are raw ids of the Interactions the model was fitted on.
+
+        Returns
+        -------
+        float32 or ndarray of float32, shape (n,)
+        """
+        self._check_fitted()
+        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
+        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
+        user_factors, item_factors = self.user_factors, self.item_factors
+        users, scalar_u = v.check_ids(user_ids, "user_ids", user_factors.shape[0], "users")
+        items, scalar_i = v.check_ids(item_ids, "item_ids", item_factors.shape[0], "items")
+        if users.size != items.size:
+            raise ValueError(
+                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
+            )
+        scores = np.einsum("ij,ij->i", user_factors[users], item_factors[items],
+                           dtype=np.float32)
+        return scores[0] if scalar_u and scalar_i else scores

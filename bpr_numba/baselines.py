@@ -137,29 +137,6 @@ class Popularity(RawIdsMixin):
             raise v.NotFittedError("This Popularity model is not fitted yet: call fit().")
 
     # --------------------------------------------------------- using a model
-    def predict(self, user_ids, item_ids, *, raw_ids=False):
-        """Scores of the pairs ``(user_ids[k], item_ids[k])``: the items' popularity.
-
-        Parameters
-        ----------
-        user_ids, item_ids : int or array-like of int, shape (n,)
-
-        Returns
-        -------
-        float32 or ndarray of float32, shape (n,)
-        """
-        self._check_fitted()
-        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
-        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
-        users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
-        items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
-        if users.size != items.size:
-            raise ValueError(
-                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
-            )
-        scores = self.item_popularity_[items]
-        return scores[0] if scalar_u and scalar_i else scores
-
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
                   filter_items=None, items=None, *, raw_ids=False):
         """Most popular ``N`` items for one user or several (as :meth:`BPR.recommend`).

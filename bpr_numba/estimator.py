@@ -1001,32 +1001,6 @@ class BPR(RawIdsMixin):
         _grow_state(self._opt_state, side, n_rows)
 
     # --------------------------------------------------------- using a model
-    def predict(self, user_ids, item_ids, *, raw_ids=False):
-        """Scores of the pairs ``(user_ids[k], item_ids[k])``.
-
-        Parameters
-        ----------
-        user_ids, item_ids : int or array-like of int, shape (n,)
-        raw_ids : bool
-            The ids are raw ids of the Interactions the model was fitted on.
-
-        Returns
-        -------
-        float32 or ndarray of float32, shape (n,)
-        """
-        self._check_fitted()
-        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
-        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
-        users, scalar_u = v.check_ids(user_ids, "user_ids", self.n_users, "users")
-        items, scalar_i = v.check_ids(item_ids, "item_ids", self.n_items, "items")
-        if users.size != items.size:
-            raise ValueError(
-                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
-            )
-        scores = np.einsum("ij,ij->i", self._user_factors[users], self._item_factors[items],
-                           dtype=np.float32)
-        return scores[0] if scalar_u and scalar_i else scores
-
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
                   filter_items=None, items=None, *, raw_ids=False):
         """Best ``N`` items for one user or several, by score.

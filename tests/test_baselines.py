@@ -127,8 +127,12 @@ def test_recommend_matches_a_stable_sort(X, N, data):
                                   filter_items=filter_items, items=allowed)
     assert ids.shape == scores.shape == (len(users), N)
     assert ids.dtype == np.int32 and scores.dtype == np.float32
+    # NOTES: a user_items with one row per given id is read per id (row k for
+    # users[k]), even when that count equals n_users; else rows are user ids.
+    per_id = len(users) == X.shape[0]
     for row, u in enumerate(users):
-        liked = X.indices[X.indptr[u]:X.indptr[u + 1]].tolist() if filter_liked else []
+        r = row if per_id else u
+        liked = X.indices[X.indptr[r]:X.indptr[r + 1]].tolist() if filter_liked else []
         expected = _reference_order(pop, liked + filter_items, allowed)[:N]
         n = expected.size
         np.testing.assert_array_equal(ids[row, :n], expected)
