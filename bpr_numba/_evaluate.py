@@ -53,7 +53,6 @@ Scores must be finite: NaN marks excluded items inside the kernel.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -409,28 +408,6 @@ def _evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 def chunk_rows(n_cols, max_rows=_MAX_CHUNK_USERS):
     """Rows per chunk so that a float32 block of ``n_cols`` columns stays < 64 MB."""
     return int(max(1, min(max_rows, _BLOCK_BYTES // (4 * max(1, n_cols)))))
-
-
-class thread_limit:
-    """Context manager: ``numba.set_num_threads(n)`` inside, restored after.
-
-    ``n = 0`` means all of Numba's threads; larger values are clamped to
-    ``numba.config.NUMBA_NUM_THREADS``.
-    """
-
-    def __init__(self, num_threads):
-        max_threads = numba.config.NUMBA_NUM_THREADS
-        n = int(num_threads)
-        self.n = max_threads if n <= 0 else min(n, max_threads)
-
-    def __enter__(self):
-        self.previous = numba.get_num_threads()
-        numba.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.previous)
-        return False
 
 
 def empty_csr_arrays(n_users):

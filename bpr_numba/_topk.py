@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bpr_numba._evaluate import chunk_rows, thread_limit
+from ._evaluate import chunk_rows
+from ._runtime import threads
 from bpr_numba._validation import (check_ids, check_interactions, check_nonneg_int,
                                   check_positive_int)
 
@@ -339,7 +340,7 @@ def _run(query_factors, item_factors, rows, N, exclude_indptr, exclude_indices, 
     sub = item_factors if cols.size == n_items else item_factors[cols]
     sub_t = sub.T
     step = chunk_rows(cols.size)
-    with thread_limit(num_threads):
+    with threads(num_threads):
         for start in range(0, n, step):
             stop = min(start + step, n)
             # BLAS in Python, outside prange.

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ._rng import as_seed_sequence
+from ._runtime import as_generator
 from ._validation import check_float, check_interactions, check_positive_int
 from .data import Interactions
 
@@ -817,7 +817,7 @@ def make_synthetic(
         )
     if not isinstance(return_factors, (bool, np.bool_)):
         raise TypeError(f"return_factors must be True or False; got {return_factors!r}.")
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
 
     log_pop = -popularity * np.log(rng.permutation(n_items) + 1.0)
     log_phi = log_pop[:, None] + _ITEM_AFFINITY * rng.standard_normal((n_items, factors))
@@ -1010,7 +1010,7 @@ def holdout_split(X, test_fraction=0.2, random_state=None):
     X = check_interactions(X, "X")
     test_fraction = check_float(test_fraction, "test_fraction", low=0.0, low_inclusive=False,
                                 high=1.0, high_inclusive=False)
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     is_test = np.zeros(X.nnz, dtype=bool)
     is_test[rng.choice(X.nnz, size=int(round(test_fraction * X.nnz)), replace=False)] = True
     return _select(X, ~is_test), _select(X, is_test)
@@ -1038,9 +1038,3 @@ def _ones_csr(indptr, indices, shape):
     X.has_canonical_format = True
     return X
 
-
-def _as_generator(random_state):
-    """Turn ``random_state`` into a numpy Generator (a Generator is used as is)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(as_seed_sequence(random_state))

@@ -14,7 +14,7 @@ from ._keras import _dense_adam_batches
 from ._losses import LOSSES
 from ._optim import DEFAULT_LEARNING_RATES, OPTIMIZERS, adam_bias_correction
 from ._rawids import RawIdsMixin, UnknownIdError
-from ._rng import as_seed_sequence, spawn_states
+from ._runtime import as_seed_sequence, spawn_states
 from ._sampling import NEGATIVES
 from ._train import (N_CHUNKS, UPDATE_ALL, UPDATE_POSITIVE, UPDATE_USER, _train_epoch_chunks,
                      call_slices, plan_epoch)

@@ -52,6 +52,7 @@ import numpy as np
 
 from bpr_numba import _evaluate
 from bpr_numba._rawids import check_same_maps
+from bpr_numba._runtime import threads
 from bpr_numba._validation import NotFittedError, check_interactions, check_nonneg_int, check_positive_int
 
 __all__ = [
@@ -134,7 +135,7 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
         if check_intersections:
             check_disjoint(test, train)
 
-    with _evaluate.thread_limit(num_threads):
+    with threads(num_threads):
         values = _evaluate.evaluate_factors(
             user_factors, item_factors, test.indptr, test.indices,
             train_indptr, train_indices, codes, ks)

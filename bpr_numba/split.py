@@ -30,7 +30,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from ._rng import as_seed_sequence
+from ._runtime import as_generator
 from ._validation import _type_name, check_float, check_positive_int
 from .data import Interactions
 
@@ -87,7 +87,7 @@ def random_split(interactions, test_fraction=0.2, random_state=None, min_train=1
     test_fraction = check_float(test_fraction, "test_fraction", low=0.0, low_inclusive=False,
                                 high=1.0, high_inclusive=False)
     min_train = check_positive_int(min_train, "min_train")
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     X = interactions.matrix
     counts = np.diff(X.indptr).astype(np.int64)
     n_test = np.floor(test_fraction * counts + 0.5).astype(np.int64)
@@ -149,7 +149,7 @@ def leave_k_out(interactions, k=1, random_state=None):
     if random_state is None:
         tie_break = np.arange(X.nnz)  # CSR order: ascending item index within a user
     else:
-        tie_break = _as_generator(random_state).permutation(X.nnz)
+        tie_break = as_generator(random_state).permutation(X.nnz)
     # Last key is the primary one: by user, then timestamp, then the tie-break.
     order = np.lexsort((tie_break, timestamps, users))
     return _split_by_rank(interactions, order, users, n_test, from_end=True)
@@ -235,12 +235,6 @@ def _as_interactions(interactions, func):
         "Interactions.from_arrays(users, items, ratings, timestamps)."
     )
 
-
-def _as_generator(random_state):
-    """Turn ``random_state`` into a numpy Generator (a Generator is used as is)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(as_seed_sequence(random_state))
 
 
 def _check_timestamps(interactions, func):
