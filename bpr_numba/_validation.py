@@ -1,7 +1,8 @@
-"""Argument checks shared by the public entry points (no kernels here).
+"""Every argument check and every error class of the package (no kernels here).
 
 Every check raises at the public boundary with a message that names the
 argument, what was found and what is expected; kernels trust their inputs.
+The error classes are exported from the package face (``bpr_numba``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
+from .data import Interactions
+
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when a method that needs a fitted model is called too early."""
@@ -18,6 +21,17 @@ class NotFittedError(ValueError, AttributeError):
 
 class IdOutOfRangeError(IndexError, ValueError):
     """An id outside ``0..n - 1``: an IndexError that ``except ValueError`` also catches."""
+
+
+class UnknownIdError(KeyError, ValueError):
+    """A raw id the model's id maps do not hold: a KeyError that ``except ValueError`` catches."""
+
+    def __str__(self):  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """Raised when the factors become NaN or infinite during training."""
 
 
 def check_interactions(X, name="interactions", *, allow_empty=False):
@@ -50,12 +64,10 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
     ValueError
         ``X`` is not 2-D, is empty, or holds NaN or infinite values.
     """
-    from .data import Interactions
-
     if isinstance(X, Interactions):
         X = X.matrix
     if not sp.issparse(X):
-        found = _type_name(X)
+        found = type_name(X)
         raise TypeError(
             f"{name} must be a scipy.sparse matrix of shape (n_users, n_items); "
             f"got {found}. Convert with scipy.sparse.csr_matrix({name}) "
@@ -77,7 +89,7 @@ def check_interactions(X, name="interactions", *, allow_empty=False):
             X = _clean_copy(X, name)
         else:
             indices = X.indices if X.indices.dtype == np.int32 else X.indices.astype(np.int32)
-            X = _csr(X.data, indices, X.indptr, X.shape)
+            X = kernel_csr(X.data, indices, X.indptr, X.shape)
     else:
         X = _clean_copy(X, name)
     if X.nnz == 0 and not allow_empty:
@@ -106,11 +118,11 @@ def _clean_copy(X, name):
     X.sum_duplicates()
     X.eliminate_zeros()
     X.sort_indices()
-    return _csr(X.data.astype(np.float32, copy=False), X.indices.astype(np.int32, copy=False),
+    return kernel_csr(X.data.astype(np.float32, copy=False), X.indices.astype(np.int32, copy=False),
                 X.indptr, X.shape)
 
 
-def _csr(data, indices, indptr, shape):
+def kernel_csr(data, indices, indptr, shape):
     """A CSR sharing ``data`` and ``indices``, with an int64 ``indptr`` for the kernels.
 
     Internal only: scipy cannot convert a matrix with int32 indices and an
@@ -124,10 +136,81 @@ def _csr(data, indices, indptr, shape):
     return out
 
 
+def check_disjoint(test, train):
+    """Raise a ValueError when the CSR matrices ``test`` and ``train`` share a positive."""
+    n_items = test.shape[1]
+
+    def keys(X):
+        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        return rows * n_items + X.indices
+
+    n_shared = np.intersect1d(keys(test), keys(train), assume_unique=True).size
+    if n_shared:
+        raise ValueError(
+            f"test and train share {n_shared} (user, item) pair(s) of {test.nnz} test "
+            "positives: a split should put each interaction on one side. Fix the split, or "
+            "pass check_intersections=False to drop the shared pairs from the test positives."
+        )
+
+
+def check_sample_weight(X, sample_weight, use_weights):
+    """float32 weight per positive of the CSR ``X`` (CSR order), or an empty array for none.
+
+    The weights are ``sample_weight``'s values (same pattern as ``X``), or
+    ``X``'s stored values; with ``use_weights`` they must be finite and > 0.
+    """
+    if not use_weights:
+        if sample_weight is not None:
+            raise ValueError(
+                "sample_weight is used only with use_weights=True; set it, or drop "
+                "sample_weight."
+            )
+        return np.zeros(0, np.float32)
+    if sample_weight is None:
+        weights = np.asarray(X.data, dtype=np.float32)
+        where = "the stored values of interactions"
+    else:
+        W = check_interactions(sample_weight, "sample_weight")
+        if W.shape != X.shape or W.nnz != X.nnz or not (
+                np.array_equal(W.indptr, X.indptr) and np.array_equal(W.indices, X.indices)):
+            raise ValueError(
+                f"sample_weight must store one weight at every positive of interactions "
+                f"and nowhere else (same shape and pattern); got shape {W.shape} with "
+                f"{W.nnz} stored values for {X.nnz} positives of shape {X.shape}."
+            )
+        weights = np.asarray(W.data, dtype=np.float32)
+        where = "sample_weight"
+    bad = ~(weights > 0) | ~np.isfinite(weights)
+    if bad.any():
+        raise ValueError(
+            f"use_weights=True needs weights > 0 and finite; {where} holds "
+            f"{int(bad.sum())} other value(s) (e.g. {float(weights[bad][0])!r})."
+        )
+    return np.ascontiguousarray(weights)
+
+
+def check_trainable(X):
+    """Refuse a catalogue too small for a triplet."""
+    if X.shape[1] < 2:
+        raise ValueError(
+            f"interactions has a catalogue of {X.shape[1]} item; a triplet needs a negative item "
+            "besides the positive, so at least 2 items are expected."
+        )
+
+
+def check_same_shape(X, name, n_users, n_items):
+    """Refuse a matrix whose shape is not the model's ``(n_users, n_items)``."""
+    if X.shape != (n_users, n_items):
+        raise ValueError(
+            f"{name} has shape {X.shape}, but the model has {n_users} users and "
+            f"{n_items} items; expected shape {(n_users, n_items)}."
+        )
+
+
 def check_positive_int(value, name):
     """Return ``value`` as int if it is an integer >= 1, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer; got {value!r} ({_type_name(value)}).")
+        raise TypeError(f"{name} must be a positive integer; got {value!r} ({type_name(value)}).")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer (>= 1); got {value}.")
     return int(value)
@@ -136,7 +219,7 @@ def check_positive_int(value, name):
 def check_nonneg_int(value, name):
     """Return ``value`` as int if it is an integer >= 0, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 0; got {value!r} ({_type_name(value)}).")
+        raise TypeError(f"{name} must be an integer >= 0; got {value!r} ({type_name(value)}).")
     if value < 0:
         raise ValueError(f"{name} must be >= 0; got {value}.")
     return int(value)
@@ -145,7 +228,7 @@ def check_nonneg_int(value, name):
 def check_float(value, name, *, low=0.0, low_inclusive=True, high=None, high_inclusive=True):
     """Return ``value`` as a finite float within the given bounds, else raise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r} ({_type_name(value)}).")
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type_name(value)}).")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}.")
@@ -203,20 +286,118 @@ def check_ids(ids, name, upper, what):
     return arr, scalar
 
 
+def as_factor_array(array, name, where=None, *, finite=False):
+    """Return ``array`` as a 2-D C-contiguous float32 array (no copy when it already is).
+
+    ``where`` names the owner in messages (e.g. "BPR"); ``finite`` also
+    refuses NaN and infinite values.
+    """
+    label = name if where is None else f"{name} of {where}"
+    array = np.asarray(array)
+    if array.ndim != 2 or array.dtype.kind not in "fiu":
+        raise ValueError(f"{label} must be a 2-D float array; got shape {array.shape} and "
+                         f"dtype {array.dtype}.")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"{label} contains NaN or infinite values; expected finite factors.")
+    return array
+
+
+def factor_pair(model):
+    """Checked float32 ``(user_factors, item_factors)`` of a model or of a pair of arrays.
+
+    Raises
+    ------
+    NotFittedError
+        A model without factors yet.
+    TypeError, ValueError
+        Anything else than a model or a pair; arrays that are not finite 2-D
+        floats, or of different widths.
+    """
+    if isinstance(model, tuple) and len(model) == 2:
+        user_factors, item_factors = model
+        where = "the (user_factors, item_factors) pair"
+    elif isinstance(model, (tuple, list)):
+        raise TypeError(
+            f"model must have user_factors and item_factors or be a (user_factors, "
+            f"item_factors) tuple; got a {type(model).__name__} of length {len(model)}."
+        )
+    else:
+        user_factors = getattr(model, "user_factors", None)
+        item_factors = getattr(model, "item_factors", None)
+        where = type(model).__name__
+        if user_factors is None or item_factors is None:
+            raise NotFittedError(
+                f"this {where} is not fitted yet (user_factors or item_factors is missing "
+                "or None); call fit() first, or pass a (user_factors, item_factors) tuple."
+            )
+    if user_factors is None or item_factors is None:
+        raise NotFittedError(f"{where} holds None; expected two factor arrays.")
+    user_factors = as_factor_array(user_factors, "user_factors", where, finite=True)
+    item_factors = as_factor_array(item_factors, "item_factors", where, finite=True)
+    check_same_width(user_factors, item_factors)
+    return user_factors, item_factors
+
+
+def check_same_width(user_factors, item_factors):
+    """Refuse factor matrices of different widths."""
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise ValueError(
+            f"user_factors has {user_factors.shape[1]} columns but item_factors has "
+            f"{item_factors.shape[1]}; both must have the same width."
+        )
+
+
 def check_factor_matrix(array, name, shape):
-    """Return ``array`` as a C-contiguous float32 copy of shape ``shape``, else raise."""
+    """Return a C-contiguous float32 copy of ``array``, of shape ``shape``, else raise."""
     if not isinstance(array, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of floats; got {_type_name(array)}.")
+        raise TypeError(f"{name} must be a numpy array of floats; got {type_name(array)}.")
     if array.dtype.kind != "f":
         raise TypeError(f"{name} must have a float dtype (float32 expected); got {array.dtype}.")
     if array.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected finite factors.")
-    return np.array(array, dtype=np.float32, order="C", copy=True)
+    return as_factor_array(array, name, finite=True).copy()
 
 
-def _type_name(obj):
+def check_bool(value, name):
+    """Return ``value`` as bool if it is True or False, else raise a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def id_maps(obj):
+    """``(user_map, item_map)`` of an Interactions or of a model fitted on one; else None.
+
+    A plain matrix, or a model fitted on one, has no raw ids: it is taken by index.
+    """
+    if isinstance(obj, Interactions):
+        return obj.user_map, obj.item_map
+    user_map = getattr(obj, "user_map_", None)
+    if user_map is None:
+        return None
+    return user_map, obj.item_map_
+
+
+def check_same_ids(a, b, name_a, name_b="the model"):
+    """Refuse two objects (Interactions or fitted models) whose raw ids differ.
+
+    Both must have raw ids to be compared; anything else passes.
+    """
+    maps_a, maps_b = id_maps(a), id_maps(b)
+    if maps_a is None or maps_b is None:
+        return
+    if maps_a[0] != maps_b[0] or maps_a[1] != maps_b[1]:
+        which = (f"{name_a} has other raw ids than {name_b}" if name_b == "the model"
+                 else f"{name_a} and {name_b} have other raw ids")
+        raise ValueError(
+            f"{which} (their users or items differ, or are numbered otherwise); build both "
+            "on one Interactions, e.g. with a split (bpr_numba.split) of the data the model "
+            "was fitted on."
+        )
+
+
+def type_name(obj):
     cls = type(obj)
     module = cls.__module__
     if module == "builtins":

@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validation as v
-from ._rawids import RawIdsMixin
-# Private helper of the estimator, shared so both classes filter liked items alike.
+from ._model import FactorModel
 
 __all__ = ["Popularity"]
 
 
-class Popularity(RawIdsMixin):
+class Popularity(FactorModel):
     """Recommend the most popular items: one ranking shared by every user.
 
     Parameters
@@ -93,8 +92,7 @@ class Popularity(RawIdsMixin):
         ValueError
             An empty matrix, no positive, or NaN/infinite values.
         """
-        if not isinstance(self.weighted, (bool, np.bool_)):
-            raise TypeError(f"weighted must be True or False; got {self.weighted!r}.")
+        v.check_bool(self.weighted, "weighted")
         X = v.check_interactions(interactions, "interactions")
         n_users, n_items = X.shape
         if self.weighted:  # check_interactions keeps the (summed) stored values
@@ -120,53 +118,16 @@ class Popularity(RawIdsMixin):
         popularity = getattr(self, "item_popularity_", None)
         return None if popularity is None else popularity[:, None]
 
-    @property
-    def n_users(self):
-        """Number of users of the fitted model."""
-        self._check_fitted()
-        return self._user_factors.shape[0]
-
-    @property
-    def n_items(self):
-        """Number of items of the fitted model."""
-        self._check_fitted()
-        return self.item_popularity_.shape[0]
-
-    def _check_fitted(self):
-        if getattr(self, "_user_factors", None) is None:
-            raise v.NotFittedError("This Popularity model is not fitted yet: call fit().")
-
     # --------------------------------------------------------- using a model
-    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, items=None, *, raw_ids=False):
-        """Most popular ``N`` items for one user or several (as :meth:`BPR.recommend`).
+    def _similarity_factors(self, side):
+        raise TypeError(
+            "Popularity has no similarity between items or users: its factors are one "
+            "column (the popularity), so every cosine is 1. Fit a BPR model for similar_*."
+        )
 
-        Parameters
-        ----------
-        userid : int or array-like of int
-        user_items : scipy.sparse matrix, optional
-            Either one row per id in ``userid`` (implicit's convention) or the
-            whole users x items matrix (rows picked by ``userid``); needed when
-            ``filter_already_liked_items`` is True.
-        N : int
-        filter_already_liked_items : bool
-            Leave out the items in the user's row of ``user_items``.
-        filter_items : array-like of int, optional
-            Items never recommended.
-        items : array-like of int, optional
-            Rank only these items.
-        raw_ids : bool
-            Ids in and out are the raw ids of the Interactions the model was
-            fitted on (see :meth:`BPR.recommend`).
-
-        Returns
-        -------
-        ids : ndarray of int32
-        scores : ndarray of float32
-            For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
-            array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
-            Sorted by popularity descending, ties by item id ascending.
-        """
-        self._check_fitted()
-        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items,
-                               items, raw_ids)
+    def _restore(self, users, items, header, path):
+        if users.shape[1] != 1 or items.shape[1] != 1 or not np.all(users == 1.0):
+            raise ValueError(f"{path} is damaged: a Popularity model has one column of ones "
+                             "and one of popularity.")
+        self.item_popularity_ = np.ascontiguousarray(items[:, 0])
+        self._user_factors = np.ascontiguousarray(users)

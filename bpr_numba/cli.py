@@ -107,6 +107,10 @@ def _add_data_options(parser):
 _DATASETS = {"ml-100k": "100k", "ml-1m": "1m", "ml-latest-small": "latest-small"}
 
 
+# The library is imported inside the commands, not at the top: `bpr-numba --help`
+# and usage errors then answer without loading numba.
+
+
 def _model_from_args(args):
     from .estimator import BPR
 
@@ -143,25 +147,26 @@ def _train(args, start):
           + (" (incl. item bias)" if model.item_bias else ""))
     print(f"  total:        {n_user_params + n_item_params:>10,} parameters")
 
-    eval_seconds = 0.0
     t = time.perf_counter()
     auc_before = full_auc(model, test, num_threads=args.threads)
-    eval_seconds += time.perf_counter() - t
+    timing = {"eval": time.perf_counter() - t, "train": 0.0, "last": time.perf_counter()}
     print(f"AUC before training: {auc_before:.4f}")
     aucs = []
-    train_seconds = 0.0
     n_epochs = model.get_params()["epochs"]
-    for epoch in range(1, n_epochs + 1):
-        t = time.perf_counter()
-        model.fit_partial(data.train_input, epochs=1)
-        seconds = time.perf_counter() - t
-        train_seconds += seconds
-        t = time.perf_counter()
-        auc = full_auc(model, test, num_threads=args.threads)
-        eval_seconds += time.perf_counter() - t
-        aucs.append(auc)
-        loss = model.history_[-1]["loss"]
-        print(f"Epoch {epoch:>3}/{n_epochs}: AUC {auc:.4f}  loss {loss:.4f}  {seconds:.2f} s")
+
+    def report(epoch, record):
+        now = time.perf_counter()
+        timing["train"] += record["seconds"]
+        timing["eval"] += now - timing["last"] - record["seconds"]
+        timing["last"] = now
+        aucs.append(record["full_auc"])
+        print(f"Epoch {epoch:>3}/{n_epochs}: AUC {record['full_auc']:.4f}  "
+              f"loss {record['loss']:.4f}  {record['seconds']:.2f} s")
+
+    timing["last"] = time.perf_counter()
+    model.fit(data.train_input, validation=test, metric="full_auc", patience=None,
+              callbacks=[report], show_progress=False)
+    train_seconds, eval_seconds = timing["train"], timing["eval"]
     print(f"Final AUC: {aucs[-1]:.4f} after {n_epochs} epochs "
           f"({train_seconds:.2f} s training, {eval_seconds:.2f} s evaluation)")
     if args.save:
@@ -378,11 +383,9 @@ def _recommend(args):
 
 def _check_same_ids(model, train_input):
     """Refuse a model whose raw ids are not those of the data given on the command line."""
-    from .data import Interactions
+    from ._validation import id_maps
 
-    have = isinstance(train_input, Interactions)
-    if (model.user_map_ is not None) != have or (have and (
-            model.user_map_ != train_input.user_map or model.item_map_ != train_input.item_map)):
+    if id_maps(model) != id_maps(train_input):
         raise ValueError(
             "the model was trained on other data: its users and items are not those of the "
             "data given here; pass the same --dataset/--csv options as to train."

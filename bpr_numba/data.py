@@ -29,7 +29,7 @@ class IdMap:
     """
 
     def __init__(self, ids):
-        ids = np.array(_as_id_array(ids, "ids"))
+        ids = np.array(as_id_array(ids, "ids"))
         sorter = None
         if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
             sorter = np.argsort(ids, kind="stable")
@@ -46,7 +46,7 @@ class IdMap:
     @classmethod
     def from_raw(cls, raw, name="ids"):
         """Map ``raw`` (one id per event); return ``(IdMap, codes int32)``."""
-        raw = _as_id_array(raw, name)
+        raw = as_id_array(raw, name)
         ids, codes = np.unique(raw, return_inverse=True)
         return cls(ids), _index_array(codes.reshape(-1), len(ids))
 
@@ -495,7 +495,7 @@ def as_matrix(X):
     return X.matrix if isinstance(X, Interactions) else X
 
 
-def _as_id_array(raw, name):
+def as_id_array(raw, name):
     """Raw ids as a 1-D int64 or str ndarray (object arrays of str become str)."""
     array = np.asarray(raw)
     if array.ndim != 1:

@@ -1,42 +1,28 @@
-"""The ``BPR`` estimator: parameters, training loops, factors and their life cycle."""
+"""The ``BPR`` estimator: the parameter table and the entry points.
+
+Each entry point validates its arguments and delegates: training to
+:mod:`bpr_numba._training` (the recipe, the optimiser state, the trainers
+and the one epoch loop), fold-in to :mod:`bpr_numba._foldin`, serving and
+persistence to :class:`~bpr_numba._model.FactorModel`.
+"""
 
 from __future__ import annotations
 
 import inspect
-import time
-import warnings
 
-import numba
 import numpy as np
 
+from . import _foldin
 from . import _validation as v
-from ._keras import _dense_adam_batches
-from ._losses import LOSSES
-from ._optim import DEFAULT_LEARNING_RATES, OPTIMIZERS, adam_bias_correction
-from ._rawids import RawIdsMixin, UnknownIdError
+from ._model import FactorModel
 from ._runtime import as_seed_sequence, spawn_states
-from ._sampling import NEGATIVES
-from ._train import (N_CHUNKS, UPDATE_ALL, UPDATE_POSITIVE, UPDATE_USER, _train_epoch_chunks,
-                     call_slices, plan_epoch)
+from ._training import N_CHUNKS, LoopOptions, OptimizerState, Recipe, run_epochs, trainer_for
+from ._validation import TrainingDivergedError, UnknownIdError
 
 __all__ = ["BPR", "TrainingDivergedError", "UnknownIdError"]
 
-# Fixed constants of the per-sample optimisers (NOTES.md: beta_1, beta_2 and
-# epsilon are dense-adam's parameters only).
-_LAZY_BETA_1 = 0.9
-_LAZY_BETA_2 = 0.999
-_LAZY_EPSILON = 1e-8
-_LAZY_ADAM_ALPHA = adam_bias_correction(_LAZY_BETA_1, _LAZY_BETA_2)
-# Triplets per dense-adam kernel call: the Python loop between calls is where
-# Ctrl-C lands.
-_TRIPLETS_PER_CALL = 200_000
 
-
-class TrainingDivergedError(FloatingPointError, ValueError):
-    """Raised when the factors become NaN or infinite during training."""
-
-
-class BPR(RawIdsMixin):
+class BPR(FactorModel):
     """Matrix factorisation trained with a triplet (BPR) loss on implicit feedback.
 
     Each training positive ``(u, i)`` is paired with a negative item ``j`` and
@@ -115,6 +101,8 @@ class BPR(RawIdsMixin):
         validation metric when one is given.
     """
 
+    _fit_hint = "call fit(), or initialize(n_users, n_items)"
+
     def __init__(self, factors=64, loss="bpr", optimizer="adagrad", learning_rate=None,
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=3,
                  item_bias=True, use_weights=False,
@@ -184,53 +172,12 @@ class BPR(RawIdsMixin):
         params.update(overrides)
         return cls(**params)
 
-    def _checked_params(self):
-        """Validate every parameter; return a dict of checked values."""
-        p = {}
-        p["factors"] = v.check_positive_int(self.factors, "factors")
-        p["loss"] = v.check_choice(self.loss, "loss", list(LOSSES))
-        p["optimizer"] = v.check_choice(self.optimizer, "optimizer", list(OPTIMIZERS))
-        if self.learning_rate is None:
-            p["learning_rate"] = DEFAULT_LEARNING_RATES[p["optimizer"]]
-        else:
-            p["learning_rate"] = v.check_float(self.learning_rate, "learning_rate",
-                                               low=0.0, low_inclusive=False)
-        p["regularization"] = v.check_float(self.regularization, "regularization", low=0.0)
-        p["epochs"] = v.check_positive_int(self.epochs, "epochs")
-        p["negatives"] = v.check_choice(self.negatives, "negatives", list(NEGATIVES))
-        p["negative_candidates"] = v.check_positive_int(self.negative_candidates,
-                                                        "negative_candidates")
-        if not isinstance(self.item_bias, (bool, np.bool_)):
-            raise TypeError(f"item_bias must be True or False; got {self.item_bias!r}.")
-        p["item_bias"] = bool(self.item_bias)
-        if not isinstance(self.use_weights, (bool, np.bool_)):
-            raise TypeError(f"use_weights must be True or False; got {self.use_weights!r}.")
-        p["use_weights"] = bool(self.use_weights)
-        p["batch_size"] = v.check_positive_int(self.batch_size, "batch_size")
-        p["beta_1"] = v.check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_inclusive=False)
-        p["beta_2"] = v.check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_inclusive=False)
-        p["epsilon"] = v.check_float(self.epsilon, "epsilon", low=0.0, low_inclusive=False)
-        p["init_scale"] = v.check_float(self.init_scale, "init_scale", low=0.0)
-        p["num_threads"] = v.check_nonneg_int(self.num_threads, "num_threads")
-        if p["optimizer"] == "dense-adam" and p["use_weights"]:
-            raise ValueError(
-                "use_weights=True is not available with optimizer='dense-adam' (the Keras "
-                "model weighs every sample alike); set use_weights=False."
-            )
-        if p["optimizer"] == "dense-adam" and p["item_bias"]:
-            raise ValueError(
-                "item_bias=True is not available with optimizer='dense-adam' (the Keras "
-                "model has no bias); set item_bias=False."
-            )
-        if p["optimizer"] == "dense-adam" and (p["negatives"] != "uniform"
-                                                or p["negative_candidates"] != 1):
-            raise ValueError(
-                "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
-                f"got negatives={p['negatives']!r} and negative_candidates="
-                f"{p['negative_candidates']}, expected 'uniform' and 1."
-            )
-        as_seed_sequence(self.random_state)  # type check only
-        return p
+    def _recipe(self):
+        """The parameters, checked (a :class:`~bpr_numba._training.Recipe`)."""
+        return Recipe.check(self.get_params())
+
+    def _num_threads(self):
+        return v.check_nonneg_int(self.num_threads, "num_threads")
 
     # ----------------------------------------------------------------- factors
     @property
@@ -268,29 +215,11 @@ class BPR(RawIdsMixin):
         self._reset_optimizer_state()
 
     @property
-    def n_users(self):
-        """Number of users of the fitted model."""
-        self._check_fitted()
-        return self._user_factors.shape[0]
-
-    @property
-    def n_items(self):
-        """Number of items of the fitted model."""
-        self._check_fitted()
-        return self._item_factors.shape[0]
-
-    @property
     def n_parameters(self):
         """Trainable parameters as ``(user, item)`` counts (the constant user column excluded)."""
         self._check_fitted()
         n_user_cols = self._user_factors.shape[1] - int(self._has_bias_column)
         return self.n_users * n_user_cols, self._item_factors.size
-
-    def _check_fitted(self):
-        if getattr(self, "_user_factors", None) is None:
-            raise v.NotFittedError(
-                "This BPR model is not fitted yet: call fit(), or initialize(n_users, n_items)."
-            )
 
     def initialize(self, n_users, n_items):
         """Create fresh factors and optimiser state for ``n_users`` x ``n_items``.
@@ -306,28 +235,43 @@ class BPR(RawIdsMixin):
         """
         n_users = v.check_positive_int(n_users, "n_users")
         n_items = v.check_positive_int(n_items, "n_items")
-        p = self._checked_params()
-        self._params = p
-        seed_sequence = as_seed_sequence(self.random_state)
-        init_seq, order_seq, chunk_seq = seed_sequence.spawn(3)
+        recipe = self._recipe()
+        init_seq, order_seq, chunk_seq = as_seed_sequence(self.random_state).spawn(3)
         init_rng = np.random.default_rng(init_seq)
-        self._has_bias_column = p["item_bias"]
+        self._has_bias_column = recipe.item_bias
         extra = 1 if self._has_bias_column else 0
-        self._user_factors = _uniform_factors(init_rng, n_users, p["factors"], extra,
-                                              p["init_scale"], 1.0)
-        self._item_factors = _uniform_factors(init_rng, n_items, p["factors"], extra,
-                                              p["init_scale"], 0.0)
-        self._order_rng = np.random.default_rng(order_seq)
-        self._chunk_states = spawn_states(chunk_seq, N_CHUNKS)
-        self._reset_optimizer_state()
+        self._user_factors = _foldin.uniform_factors(init_rng, n_users, recipe.factors, extra,
+                                                     recipe.init_scale, 1.0)
+        self._item_factors = _foldin.uniform_factors(init_rng, n_items, recipe.factors, extra,
+                                                     recipe.init_scale, 0.0)
+        # The epoch orders and the kernels' per-chunk random streams.
+        self._streams = (np.random.default_rng(order_seq), spawn_states(chunk_seq, N_CHUNKS))
+        self._opt_state = OptimizerState.fresh(recipe.optimizer, self._user_factors.shape,
+                                               self._item_factors.shape)
         self.n_epochs_done_ = 0
         self.history_ = []
         self.user_map_ = self.item_map_ = None
         return self
 
-    def _reset_optimizer_state(self):
-        self._opt_state = _fresh_state(self._params["optimizer"], self._user_factors.shape,
-                                       self._item_factors.shape)
+    def _reset_optimizer_state(self, optimizer=None):
+        self._opt_state = OptimizerState.fresh(optimizer or self._opt_state.optimizer,
+                                               self._user_factors.shape,
+                                               self._item_factors.shape)
+
+    def _check_layout(self, recipe):
+        """Refuse a recipe whose width or bias differs from the current factors'."""
+        width = self._item_factors.shape[1] - int(self._has_bias_column)
+        for name, now, made in (("factors", recipe.factors, width),
+                                ("item_bias", recipe.item_bias, self._has_bias_column)):
+            if now != made:
+                raise ValueError(
+                    f"{name} changed from {made!r} to {now!r} since the factors were "
+                    "made; call fit() to start again, or set it back to continue."
+                )
+
+    def _similarity_factors(self, side):
+        factors = self._user_factors if side == "user" else self._item_factors
+        return np.ascontiguousarray(factors[:, :-1]) if self._has_bias_column else factors
 
     # ---------------------------------------------------------------- training
     def fit(self, interactions, y=None, *, sample_weight=None, validation=None, metric="auc",
@@ -377,13 +321,14 @@ class BPR(RawIdsMixin):
             stops at once, leaving the factors of a partly trained epoch).
         """
         X = v.check_interactions(interactions, "interactions")
-        _check_trainable(X)
-        plan = self._check_training_options(X, validation, metric, patience, callbacks)
+        v.check_trainable(X)
+        recipe = self._recipe()
+        options = LoopOptions.check(X, validation, metric, patience, callbacks, show_progress)
         self.initialize(*X.shape)
-        plan["weights"] = self._training_weights(X, sample_weight)
+        weights = v.check_sample_weight(X, sample_weight, recipe.use_weights)
         self._adopt_id_maps(interactions)
         self._check_same_ids(validation, "validation")
-        return self._train(X, self._params["epochs"], plan, show_progress)
+        return self._train(X, weights, recipe.epochs, recipe, options)
 
     def fit_partial(self, interactions, epochs=1, *, sample_weight=None, validation=None,
                     metric="auc", patience=None, callbacks=None, show_progress=False):
@@ -397,319 +342,34 @@ class BPR(RawIdsMixin):
         self
         """
         X = v.check_interactions(interactions, "interactions")
-        _check_trainable(X)
+        v.check_trainable(X)
         epochs = v.check_positive_int(epochs, "epochs")
-        plan = self._check_training_options(X, validation, metric, patience, callbacks)
+        recipe = self._recipe()
+        options = LoopOptions.check(X, validation, metric, patience, callbacks, show_progress)
         if getattr(self, "_user_factors", None) is None:
             self.initialize(*X.shape)
             self._adopt_id_maps(interactions)
         else:
-            self._check_shape(X, "interactions")
-            self._refresh_params(self._checked_params())
-            self._continue_id_maps(interactions)
-        plan["weights"] = self._training_weights(X, sample_weight)
-        return self._train(X, epochs, plan, show_progress)
-
-    def _continue_id_maps(self, interactions):
-        """fit_partial: take the raw ids of Interactions, or check they are the model's."""
-        from .data import Interactions
-
-        if not isinstance(interactions, Interactions):
-            return
-        if getattr(self, "user_map_", None) is None:
-            self.user_map_, self.item_map_ = interactions.user_map, interactions.item_map
-        else:
+            v.check_same_shape(X, "interactions", self.n_users, self.n_items)
+            self._continue_with(recipe)
+            if self.user_map_ is None and v.id_maps(interactions) is not None:
+                self._adopt_id_maps(interactions)
             self._check_same_ids(interactions, "interactions")
+        weights = v.check_sample_weight(X, sample_weight, recipe.use_weights)
+        return self._train(X, weights, epochs, recipe, options)
 
-    def _training_weights(self, X, sample_weight):
-        """float32 weight per positive of ``X`` (CSR order), or an empty array for none."""
-        if not self._params["use_weights"]:
-            if sample_weight is not None:
-                raise ValueError(
-                    "sample_weight is used only with use_weights=True; set it, or drop "
-                    "sample_weight."
-                )
-            return np.zeros(0, np.float32)
-        if self._params["optimizer"] == "dense-adam":
-            raise ValueError("use_weights=True is not available with optimizer='dense-adam'.")
-        if sample_weight is None:
-            weights = np.asarray(X.data, dtype=np.float32)
-            where = "the stored values of interactions"
-        else:
-            W = v.check_interactions(sample_weight, "sample_weight")
-            if W.shape != X.shape or W.nnz != X.nnz or not (
-                    np.array_equal(W.indptr, X.indptr) and np.array_equal(W.indices, X.indices)):
-                raise ValueError(
-                    f"sample_weight must store one weight at every positive of interactions "
-                    f"and nowhere else (same shape and pattern); got shape {W.shape} with "
-                    f"{W.nnz} stored values for {X.nnz} positives of shape {X.shape}."
-                )
-            weights = np.asarray(W.data, dtype=np.float32)
-            where = "sample_weight"
-        bad = ~(weights > 0) | ~np.isfinite(weights)
-        if bad.any():
-            raise ValueError(
-                f"use_weights=True needs weights > 0 and finite; {where} holds "
-                f"{int(bad.sum())} other value(s) (e.g. {float(weights[bad][0])!r})."
-            )
-        return np.ascontiguousarray(weights)
+    def _continue_with(self, recipe):
+        """Continue from the current factors; a new optimiser starts from fresh state."""
+        self._check_layout(recipe)
+        if recipe.optimizer != self._opt_state.optimizer:
+            self._reset_optimizer_state(recipe.optimizer)
 
-    def _refresh_params(self, new):
-        """Adopt parameters changed by ``set_params`` since the factors were made.
-
-        A new optimiser starts from fresh state; a new width or bias layout
-        cannot continue from the current factors.
-        """
-        old = self._params
-        for name in ("factors", "item_bias"):
-            if new[name] != old[name]:
-                raise ValueError(
-                    f"{name} changed from {old[name]!r} to {new[name]!r} since the factors were "
-                    "made; call fit() to start again, or set it back to continue."
-                )
-        self._params = new
-        if new["optimizer"] != old["optimizer"]:
-            self._reset_optimizer_state()
-
-    def _check_training_options(self, X, validation, metric, patience, callbacks):
-        plan = {"validation": None, "metric": None, "patience": None, "callbacks": []}
-        if validation is not None:
-            from .metrics import parse_metric
-
-            val = v.check_interactions(validation, "validation", allow_empty=True)
-            if val.shape != X.shape:
-                raise ValueError(
-                    f"validation has shape {val.shape}, but interactions have shape {X.shape}; "
-                    "expected the same users and items."
-                )
-            parse_metric(metric)
-            if metric != "full_auc":
-                from .metrics import check_disjoint
-
-                check_disjoint(val, X)
-            plan.update(validation=val, metric=metric)
-            if patience is not None:
-                plan["patience"] = v.check_positive_int(patience, "patience")
-        if callbacks is not None:
-            if callable(callbacks):
-                callbacks = [callbacks]
-            for cb in callbacks:
-                if not callable(cb):
-                    raise TypeError(f"callbacks must be callables; got {cb!r}.")
-            plan["callbacks"] = list(callbacks)
-        return plan
-
-    def _check_shape(self, X, name):
-        expected = (self._user_factors.shape[0], self._item_factors.shape[0])
-        if X.shape != expected:
-            raise ValueError(
-                f"{name} has shape {X.shape}, but the model has {expected[0]} users and "
-                f"{expected[1]} items; expected shape {expected}."
-            )
-
-    def _train(self, X, epochs, plan, show_progress):
-        from tqdm.auto import tqdm
-
-        p = self._params
-        best = None
-        waited = 0
-        bar = tqdm(total=epochs, desc="BPR", unit="epoch",
-                   disable=None if show_progress else True, leave=False)
-        try:
-            for _ in range(epochs):
-                epoch = self.n_epochs_done_ + 1
-                start = time.perf_counter()
-                self._interrupted = False
-                if p["optimizer"] == "dense-adam":
-                    # Dense Adam moves every row at every step: keep a copy to
-                    # fall back on if a step overflows (the model is small).
-                    snapshot = (self._user_factors.copy(), self._item_factors.copy())
-                    record = self._keras_epoch(X, epoch)
-                    self._check_finite(epoch, snapshot)
-                else:
-                    record = self._hogwild_epoch(X, epoch, plan.get("weights"))
-                record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
-                self.n_epochs_done_ = epoch
-                if plan["validation"] is not None:
-                    from .metrics import evaluate
-
-                    train = None if plan["metric"] == "full_auc" else X
-                    record[plan["metric"]] = evaluate(
-                        self, plan["validation"], train, metrics=(plan["metric"],),
-                        num_threads=p["num_threads"])[plan["metric"]]
-                self.history_.append(record)
-                bar.update(1)
-                bar.set_postfix({k: round(val, 4) for k, val in record.items()
-                                 if k not in ("epoch", "skipped", "seconds")})
-                stop = False
-                for cb in plan["callbacks"]:
-                    if cb(epoch, record) is False:
-                        stop = True
-                if plan["validation"] is not None:
-                    score = record[plan["metric"]]
-                    if best is None or score > best[0]:
-                        best = (score, epoch, self._user_factors.copy(), self._item_factors.copy())
-                        waited = 0
-                    else:
-                        waited += 1
-                        if plan["patience"] is not None and waited >= plan["patience"]:
-                            stop = True
-                if self._interrupted:
-                    warnings.warn(
-                        f"training interrupted: epoch {epoch} was finished first, so the model "
-                        f"keeps the factors of a completed epoch (n_epochs_done_ = {epoch}).",
-                        RuntimeWarning, stacklevel=3)
-                    raise KeyboardInterrupt
-                if stop:
-                    break
-        finally:
-            bar.close()
-        if best is not None and plan["patience"] is not None and best[1] != self.n_epochs_done_:
-            self._user_factors, self._item_factors = best[2], best[3]
-            self.best_epoch_ = best[1]
-        elif best is not None:
-            self.best_epoch_ = best[1]
-        return self
-
-    def _check_finite(self, epoch, snapshot):
-        bad = [name for name, a in (("user", self._user_factors), ("item", self._item_factors))
-               if not np.isfinite(a).all()]
-        if bad:
-            self._user_factors, self._item_factors = snapshot
-            self._reset_optimizer_state()
-            raise TrainingDivergedError(
-                f"training diverged at epoch {epoch} (non-finite {' and '.join(bad)} factors); "
-                f"lower learning_rate ({self._params['learning_rate']}) or raise regularization. "
-                f"The model keeps the factors of epoch {epoch - 1}; its optimiser state is reset."
-            )
-
-    def _run_slices(self, epoch, calls):
-        """Run an epoch's kernel calls; a first Ctrl-C finishes the epoch, a second stops at once.
-
-        A compiled kernel cannot be interrupted: Ctrl-C arrives when a call
-        returns. Finishing the epoch keeps the factors of a completed epoch
-        without a copy of them (the memory of a plain fit stays factors +
-        optimiser state + CSR).
-        """
-        for call in calls:
-            try:
-                call()
-            except KeyboardInterrupt:
-                if self._interrupted:
-                    warnings.warn(
-                        f"training stopped during epoch {epoch}: the factors are those of a "
-                        f"partly trained epoch (n_epochs_done_ = {epoch - 1}).",
-                        RuntimeWarning, stacklevel=4)
-                    raise
-                self._interrupted = True
-                warnings.warn(
-                    f"Ctrl-C: finishing epoch {epoch} first; press Ctrl-C again to stop at once.",
-                    RuntimeWarning, stacklevel=4)
-
-    def _with_threads(self, func, *args):
-        n = self._params["num_threads"] or numba.config.NUMBA_NUM_THREADS
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        try:
-            return func(*args)
-        finally:
-            numba.set_num_threads(previous)
-
-    def _hogwild_epoch(self, X, epoch, weights=None):
-        totals = self._kernel_epoch(X, weights, self._user_factors, self._item_factors,
-                                    self._opt_state, self._chunk_states, UPDATE_ALL, epoch)
-        return self._check_epoch_totals(totals, epoch)
-
-    def _kernel_epoch(self, X, weights, user_factors, item_factors, state, chunk_states,
-                      update_mask, epoch):
-        """One epoch of the per-sample kernel over the rows of ``X``; returns the totals.
-
-        ``user_factors``/``item_factors`` and ``state`` may be the model's own
-        or stand-ins (fold-in); ``update_mask`` says which rows move.
-        """
-        p = self._params
-        row_lengths = np.diff(X.indptr)
-        trainable = np.flatnonzero(row_lengths).astype(np.int64)
-        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, self._order_rng)
-        s = state
-        n_user_cols = user_factors.shape[1] - (1 if self._has_bias_column else 0)
-        f32 = np.float32
-        if weights is None:
-            weights = np.zeros(0, np.float32)
-        totals = np.zeros(4)  # loss sum, trained, skipped, refused
-
-        def call(first, end):
-            out = self._with_threads(
-                _train_epoch_chunks, X.indptr, X.indices, weights, user_order,
-                chunk_bounds[first:end + 1], user_factors, item_factors,
-                s["user_sum_sq"], s["item_sum_sq"],
-                s["user_adam_m"], s["user_adam_v"], s["user_adam_t"],
-                s["item_adam_m"], s["item_adam_v"], s["item_adam_t"],
-                chunk_states[first:end], _LAZY_ADAM_ALPHA,
-                LOSSES[p["loss"]], OPTIMIZERS[p["optimizer"]], NEGATIVES[p["negatives"]],
-                n_user_cols, p["negative_candidates"], update_mask, f32(p["learning_rate"]),
-                f32(p["regularization"]), f32(_LAZY_BETA_1), f32(_LAZY_BETA_2),
-                f32(_LAZY_EPSILON))
-            totals[:] += [float(a.sum()) for a in out]
-
-        slices = call_slices(chunk_bounds, row_lengths, user_order)
-        self._run_slices(epoch, (lambda a=a, b=b: call(a, b) for a, b in slices))
-        return totals
-
-    def _check_epoch_totals(self, totals, epoch):
-        p = self._params
-        loss_sum, n_trained, n_skipped, n_refused = totals
-        if n_refused:
-            raise TrainingDivergedError(
-                f"training diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite "
-                f"loss or a step that would have made factors non-finite; lower learning_rate "
-                f"({p['learning_rate']}) or raise regularization. Those steps were not applied: "
-                f"the model keeps its last finite factors (n_epochs_done_ = {epoch - 1})."
-            )
-        return self._epoch_record(loss_sum, int(n_trained), int(n_skipped))
-
-    def _epoch_record(self, loss_sum, n_trained, n_skipped):
-        if n_trained == 0:
-            raise ValueError(
-                "no training sample has a negative: every user with positives has every item; "
-                "use negatives='uniform' or add items."
-            )
-        if n_skipped and not getattr(self, "_warned_skipped", False):
-            warnings.warn(
-                f"{n_skipped} samples were skipped in this epoch: their users have every item, "
-                "so negatives='unseen' finds no negative for them.", RuntimeWarning, stacklevel=4)
-            self._warned_skipped = True
-        return {"loss": loss_sum / n_trained, "skipped": n_skipped}
-
-    def _keras_epoch(self, X, epoch):
-        users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
-        positives = X.indices.astype(np.int64)
-        negatives = self._order_rng.integers(0, X.shape[1], size=users.size, dtype=np.int64)
-        order = self._order_rng.permutation(users.size)
-        loss_sum = self._run_triplets(users[order], positives[order], negatives[order], epoch)
-        return {"loss": loss_sum / users.size, "skipped": 0}
-
-    def _run_triplets(self, users, positives, negatives, epoch):
-        p = self._params
-        s = self._opt_state
-        f32 = np.float32
-        n = users.size
-        batch_starts = np.append(np.arange(0, n, p["batch_size"], dtype=np.int64), np.int64(n))
-        batches_per_call = max(1, _TRIPLETS_PER_CALL // p["batch_size"])
-        loss_sum = [0.0]
-
-        def call(first):
-            bounds = batch_starts[first:first + batches_per_call + 1]
-            loss_sum[0] += self._with_threads(
-                _dense_adam_batches, users, positives, negatives, bounds,
-                self._user_factors, self._item_factors, s["user_grad"], s["item_grad"],
-                s["user_adam_m"], s["user_adam_v"], s["item_adam_m"], s["item_adam_v"],
-                s["adam_step"], LOSSES[p["loss"]], f32(p["learning_rate"]),
-                f32(p["regularization"]), f32(p["beta_1"]), f32(p["beta_2"]), f32(p["epsilon"]))
-
-        self._run_slices(epoch, (lambda a=a: call(a)
-                                 for a in range(0, batch_starts.size - 1, batches_per_call)))
-        return loss_sum[0]
+    def _train(self, X, weights, epochs, recipe, options):
+        trainer = trainer_for(recipe, self._has_bias_column)
+        return run_epochs(
+            self, epochs, lambda interrupt, epoch: trainer.train_epoch(
+                self, X, weights, interrupt, epoch),
+            options, recipe.num_threads)
 
     def fit_triplets(self, users, positives, negatives, n_users=None, n_items=None,
                      epochs=1, shuffle=False):
@@ -730,11 +390,11 @@ class BPR(RawIdsMixin):
         -------
         self
         """
-        p = self._checked_params()
-        if p["optimizer"] != "dense-adam":
+        recipe = self._recipe()
+        if not recipe.keras_mode:
             raise ValueError(
                 "fit_triplets trains the Keras-compatible mode: it needs optimizer='dense-adam'; "
-                f"got optimizer={p['optimizer']!r}."
+                f"got optimizer={recipe.optimizer!r}."
             )
         epochs = v.check_positive_int(epochs, "epochs")
         if getattr(self, "_user_factors", None) is None:
@@ -749,7 +409,7 @@ class BPR(RawIdsMixin):
                                       ("n_items", n_items, self.n_items)):
                 if given is not None and given != have:
                     raise ValueError(f"{name}={given} differs from the model's {have}.")
-            self._refresh_params(p)
+            self._continue_with(recipe)
         users, _ = v.check_ids(users, "users", self.n_users, "users")
         positives, _ = v.check_ids(positives, "positives", self.n_items, "items")
         negatives, _ = v.check_ids(negatives, "negatives", self.n_items, "items")
@@ -760,18 +420,15 @@ class BPR(RawIdsMixin):
             )
         if users.size == 0:
             raise ValueError("no triplets given: users, positives and negatives are empty.")
-        for _ in range(epochs):
-            start = time.perf_counter()
-            snapshot = (self._user_factors.copy(), self._item_factors.copy())
-            order = self._order_rng.permutation(users.size) if shuffle else slice(None)
-            self._interrupted = False
-            loss_sum = self._run_triplets(users[order], positives[order], negatives[order],
-                                          self.n_epochs_done_ + 1)
-            self._check_finite(self.n_epochs_done_ + 1, snapshot)
-            self.n_epochs_done_ += 1
-            self.history_.append({"epoch": self.n_epochs_done_, "loss": loss_sum / users.size,
-                                  "skipped": 0, "seconds": time.perf_counter() - start})
-        return self
+        trainer = trainer_for(recipe)
+
+        def train_epoch(interrupt, epoch):
+            order = self._streams[0].permutation(users.size) if shuffle else slice(None)
+            loss_sum = trainer.triplets(self, users[order], positives[order], negatives[order],
+                                        interrupt, epoch)
+            return {"loss": loss_sum / users.size, "skipped": 0}
+
+        return run_epochs(self, epochs, train_epoch, num_threads=recipe.num_threads)
 
     # ----------------------------------------------------------------- fold-in
     def recalculate_user(self, userid, user_items, epochs=None, *, raw_ids=False):
@@ -802,11 +459,11 @@ class BPR(RawIdsMixin):
         self._check_fitted()
         self._check_same_ids(user_items, "user_items")
         scalar = np.ndim(userid) == 0
-        if raw_ids and _n_rows(user_items) == self.n_users:
+        if raw_ids and getattr(user_items, "shape", (None,))[0] == self.n_users:
             userid = self._to_index(userid, "user", "userid", raw_ids)
         n = 1 if scalar else np.asarray(userid).size
-        rows = self._rows_for(userid, n, user_items, "user_items", self.n_items)
-        factors = self._fold_in_users(rows, epochs)
+        rows = _foldin.rows_for(self, userid, n, user_items, "user_items")
+        factors = _foldin.fold_in_users(self, rows, epochs)
         return factors[0] if scalar else factors
 
     def partial_fit_users(self, userids, user_items, epochs=None, *, raw_ids=False):
@@ -826,12 +483,12 @@ class BPR(RawIdsMixin):
         """
         self._check_fitted()
         self._check_same_ids(user_items, "user_items")
-        ids, id_map = self._ids_for_update(userids, "userids", "user", raw_ids)
-        rows = self._rows_for(ids if ids.max() < self.n_users else np.zeros(ids.size, np.int64),
-                              ids.size, user_items, "user_items", self.n_items,
-                              allow_whole=ids.max() < self.n_users)
-        factors = self._fold_in_users(rows, epochs)
-        self._grow("user", int(ids.max()) + 1)
+        ids, id_map = _foldin.ids_for_update(self, userids, "userids", "user", raw_ids)
+        known = ids.max() < self.n_users
+        rows = _foldin.rows_for(self, ids if known else np.zeros(ids.size, np.int64), ids.size,
+                                user_items, "user_items", allow_whole=known)
+        factors = _foldin.fold_in_users(self, rows, epochs)
+        _foldin.grow(self, "user", int(ids.max()) + 1)
         self._user_factors[ids] = factors
         self.user_map_ = id_map  # only now: a refused call leaves the map as it was
         return self
@@ -852,392 +509,34 @@ class BPR(RawIdsMixin):
         epochs : int, optional
         """
         self._check_fitted()
-        self._check_fold_in_mode()
-        ids, id_map = self._ids_for_update(itemids, "itemids", "item", raw_ids)
+        _foldin.fold_in_recipe(self, epochs)  # refuse the Keras mode before anything moves
+        ids, id_map = _foldin.ids_for_update(self, itemids, "itemids", "item", raw_ids)
         rows = v.check_interactions(item_users, "item_users")
         if rows.shape != (ids.size, self.n_users):
             raise ValueError(
                 f"item_users must have one row per item id and one column per user, shape "
                 f"({ids.size}, {self.n_users}); got {rows.shape}."
             )
-        epochs = self._fold_in_epochs(epochs)
-        self._grow("item", int(ids.max()) + 1)
-        p = self._params
-        init_rng, chunk_seq = self._fold_in_streams()
-        fresh = _uniform_factors(init_rng, ids.size, p["factors"], int(self._has_bias_column),
-                                 p["init_scale"], 0.0)
-        self._item_factors[ids] = fresh
-        # Users x items positives at the given items only, values kept for weights.
-        item_of_entry = ids[np.repeat(np.arange(ids.size), np.diff(rows.indptr))]
-        X = v.check_interactions(
-            _coo_to_csr(rows.data, rows.indices, item_of_entry, (self.n_users, self.n_items)),
-            "item_users")
-        weights = self._training_weights(X, None)
-        state = _fresh_state(p["optimizer"], (0, 0), self._item_factors.shape)
-        chunk_states = spawn_states(chunk_seq, N_CHUNKS)
-        for epoch in range(1, epochs + 1):
-            totals = self._kernel_epoch(X, weights, self._user_factors, self._item_factors,
-                                        state, chunk_states, UPDATE_POSITIVE, epoch)
-            self._check_fold_in_totals(totals, epoch, "items")
+        _foldin.fold_in_items(self, ids, rows, epochs)
         self.item_map_ = id_map
         return self
 
-    def _check_fold_in_mode(self):
-        if self._params["optimizer"] == "dense-adam":
-            raise ValueError(
-                "fold-in trains with the fast mode's per-sample kernel; this model uses "
-                "optimizer='dense-adam' (the Keras mode). Refit with another optimizer."
-            )
-
-    def _fold_in_epochs(self, epochs):
-        return self._params["epochs"] if epochs is None else v.check_positive_int(epochs, "epochs")
-
-    def _fold_in_streams(self):
-        """A fresh init generator and chunk seed sequence, drawn from the model's stream."""
-        seq = np.random.SeedSequence(int(self._order_rng.integers(0, 2**63)))
-        init_seq, chunk_seq = seq.spawn(2)
-        return np.random.default_rng(init_seq), chunk_seq
-
-    def _fold_in_users(self, rows, epochs):
-        """Train fresh user vectors for the CSR ``rows`` against the fixed item factors."""
-        self._check_fold_in_mode()
-        epochs = self._fold_in_epochs(epochs)
-        p = self._params
-        init_rng, chunk_seq = self._fold_in_streams()
-        users = _uniform_factors(init_rng, rows.shape[0], p["factors"],
-                                 int(self._has_bias_column), p["init_scale"], 1.0)
-        weights = self._training_weights(rows, None)
-        state = _fresh_state(p["optimizer"], users.shape, (0, 0))
-        chunk_states = spawn_states(chunk_seq, N_CHUNKS)
-        empty = np.diff(rows.indptr) == 0
-        if empty.any():
-            warnings.warn(
-                f"{int(empty.sum())} of the {rows.shape[0]} users to fold in have no positive: "
-                "they keep a random vector (their recommendations are random).",
-                RuntimeWarning, stacklevel=3)
-        if rows.nnz:
-            for epoch in range(1, epochs + 1):
-                totals = self._kernel_epoch(rows, weights, users, self._item_factors, state,
-                                            chunk_states, UPDATE_USER, epoch)
-                self._check_fold_in_totals(totals, epoch, "users")
-        return users
-
-    def _check_fold_in_totals(self, totals, epoch, what):
-        if totals[3]:
-            raise TrainingDivergedError(
-                f"fold-in of {what} diverged at epoch {epoch}: {int(totals[3])} steps would have "
-                f"made factors non-finite; lower learning_rate ({self._params['learning_rate']})."
-            )
-
-    def _rows_for(self, ids, n, matrix, name, n_cols, allow_whole=True):
-        """CSR rows of ``matrix`` for ``n`` ids: one row per id, or picked from the whole matrix."""
-        X = v.check_interactions(matrix, name, allow_empty=True)
-        if X.shape[1] != n_cols:
-            raise ValueError(f"{name} has {X.shape[1]} columns, but the model has {n_cols} items.")
-        if X.shape[0] == n:
-            return X
-        if allow_whole and X.shape[0] == self.n_users:
-            picked, _ = v.check_ids(ids, "userid", self.n_users, "users")
-            from ._topk import row_offsets
-
-            offsets, indptr = row_offsets(X, picked)
-            return v._csr(X.data[offsets].astype(np.float32), X.indices[offsets], indptr,
-                          (picked.size, n_cols))
-        raise ValueError(
-            f"{name} has {X.shape[0]} rows; expected one row per given id ({n})"
-            + (f" or the whole matrix ({self.n_users} rows)." if allow_whole else ".")
-        )
-
-    def _ids_for_update(self, ids, name, side, raw_ids):
-        """Indices for fold-in, known or new (>= n), and the id map to keep afterwards.
-
-        Raw ids are mapped, unknown ones appended to a new map that the caller
-        adopts once the fold-in has succeeded.
-        """
-        id_map = getattr(self, f"{side}_map_", None)
-        if raw_ids:
-            id_map = self._id_map(side)
-            from .data import IdMap, _as_id_array
-
-            raw = _as_id_array(np.atleast_1d(np.asarray(ids)), name)
-            if raw.size and (raw.dtype.kind == "U") != (id_map.ids.dtype.kind == "U"):
-                kind = "strings" if id_map.ids.dtype.kind == "U" else "integers"
-                raise TypeError(f"{name} must hold raw {side} ids, which are {kind} for this "
-                                f"model; got {raw.dtype}.")
-            new_raw = np.unique(raw[~np.isin(raw, id_map.ids)])
-            if new_raw.size:
-                id_map = IdMap(np.concatenate([id_map.ids, new_raw]))
-            out = id_map.to_index(raw, name)
-        else:
-            arr = np.atleast_1d(np.asarray(ids))
-            if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.dtype.kind == "b":
-                raise TypeError(f"{name} must be a 1-D array of integer ids; got {ids!r}.")
-            out = arr.astype(np.int64)
-            if out.size and out.min() < 0:
-                raise v.IdOutOfRangeError(f"{name} contains {int(out.min())}; ids are >= 0.")
-            n_known = getattr(self, f"_{side}_factors").shape[0]
-            if id_map is not None and out.size and out.max() >= n_known:
-                raise ValueError(
-                    f"this model has raw {side} ids (fitted on Interactions): new {side}s need "
-                    f"raw ids too, so pass raw ids with raw_ids=True."
-                )
-        if out.size == 0:
-            raise ValueError(f"{name} is empty; expected at least one id.")
-        if np.unique(out).size != out.size:
-            raise ValueError(f"{name} holds repeated ids; give each id once.")
-        return out, id_map
-
-    def _grow(self, side, n_rows):
-        """Add fresh random rows (and zero optimiser state) up to ``n_rows`` on ``side``."""
-        current = getattr(self, f"_{side}_factors")
-        if n_rows <= current.shape[0]:
-            return
-        p = self._params
-        init_rng, _ = self._fold_in_streams()
-        fill = 1.0 if side == "user" else 0.0
-        extra = _uniform_factors(init_rng, n_rows - current.shape[0], p["factors"],
-                                 int(self._has_bias_column), p["init_scale"], fill)
-        setattr(self, f"_{side}_factors", np.concatenate([current, extra]))
-        _grow_state(self._opt_state, side, n_rows)
-
-    # --------------------------------------------------------- using a model
-    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, items=None, *, raw_ids=False):
-        """Best ``N`` items for one user or several, by score.
-
-        Parameters
-        ----------
-        userid : int or array-like of int
-        user_items : scipy.sparse matrix, optional
-            Either one row per id in ``userid`` (implicit's convention) or the
-            whole users x items matrix (rows picked by ``userid``); needed when
-            ``filter_already_liked_items`` is True.
-        N : int
-        filter_already_liked_items : bool
-            Leave out the items in the user's row of ``user_items``.
-        filter_items : array-like of int, optional
-            Items never recommended.
-        items : array-like of int, optional
-            Rank only these items.
-        raw_ids : bool
-            ``userid``, ``filter_items`` and ``items`` are raw ids of the
-            Interactions the model was fitted on, and the answer is in raw item
-            ids (padding: -1 for int ids, "" for str ids; where -1 or "" is also
-            a real id, the padding is told apart by its score, -inf).
-
-        Returns
-        -------
-        ids : ndarray of int32 (raw ids with ``raw_ids``)
-        scores : ndarray of float32
-            For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
-            array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
-            Sorted by score (ties by item id).
-        """
-        self._check_fitted()
-        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items,
-                               items, raw_ids, num_threads=self._params["num_threads"])
-
-    def _answer(self, ids, scores, scalar, side, raw_ids):
-        if scalar:
-            keep = ids[0] >= 0
-            ids, scores = ids[0][keep], scores[0][keep]
-        return self._to_raw(ids, side, raw_ids), scores
-
-    def similar_items(self, itemid, N=10, filter_items=None, items=None, *, filter_self=True,
-                      raw_ids=False):
-        """Items most similar to ``itemid`` by cosine similarity of the item factors.
-
-        The item bias column is left out of the similarity. Shapes follow
-        :meth:`recommend`.
-
-        Parameters
-        ----------
-        itemid : int or array-like of int
-        N : int
-        filter_items, items : array-like of int, optional
-            Items never returned; the only items returned.
-        filter_self : bool
-            Leave the item itself out (default); False returns it too, first
-            with similarity 1 (implicit's behaviour).
-        raw_ids : bool
-            Ids in and out are raw item ids (see :meth:`recommend`).
-
-        Returns
-        -------
-        ids : ndarray of int32
-        scores : ndarray of float32
-        """
-        self._check_fitted()
-        itemid = self._to_index(itemid, "item", "itemid", raw_ids)
-        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
-        items = self._to_index(items, "item", "items", raw_ids)
-        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids)
-
-    def similar_users(self, userid, N=10, filter_users=None, users=None, *, filter_self=True,
-                      raw_ids=False):
-        """Users most similar to ``userid`` by cosine similarity of the user factors.
-
-        The constant column paired with the item bias is left out. Arguments
-        and shapes mirror :meth:`similar_items`, with users in place of items.
-        """
-        self._check_fitted()
-        userid = self._to_index(userid, "user", "userid", raw_ids)
-        filter_users = self._to_index(filter_users, "user", "filter_users", raw_ids)
-        users = self._to_index(users, "user", "users", raw_ids)
-        return self._similar("user", userid, N, filter_users, users, filter_self, raw_ids)
-
-    def _similar(self, side, query, N, filter_ids, candidates, filter_self, raw_ids):
-        from ._topk import similar_items_topk
-
-        factors = self._user_factors if side == "user" else self._item_factors
-        query, scalar = v.check_ids(query, f"{side}id", factors.shape[0], f"{side}s")
-        for ids, name in ((filter_ids, f"filter_{side}s"), (candidates, f"{side}s")):
-            if ids is not None:
-                v.check_ids(ids, name, factors.shape[0], f"{side}s")
-        N = v.check_positive_int(N, "N")
-        if not isinstance(filter_self, (bool, np.bool_)):
-            raise TypeError(f"filter_self must be True or False; got {filter_self!r}.")
-        if self._has_bias_column:
-            factors = np.ascontiguousarray(factors[:, :-1])
-        ids, scores = similar_items_topk(factors, query, N, filter_ids, candidates,
-                                         exclude_self=bool(filter_self),
-                                         num_threads=self._params["num_threads"])
-        return self._answer(ids, scores, scalar, side, raw_ids)
-
     # ------------------------------------------------------------- persistence
-    def save(self, path):
-        """Write the model to one ``.npz`` file, atomically (no pickle).
+    def _header_extra(self):
+        return {"n_epochs_done": int(self.n_epochs_done_),
+                "history": [{k: (float(x) if isinstance(x, (float, np.floating)) else int(x))
+                             for k, x in rec.items()} for rec in self.history_],
+                "has_bias_column": bool(self._has_bias_column)}
 
-        The file holds a format version, the parameters as JSON, the factors,
-        ``n_epochs_done_`` and ``history_``; the optimiser state is not saved,
-        so ``fit_partial`` after :meth:`load` starts with fresh optimiser state.
-        """
-        from .persistence import save_arrays
-
-        self._check_fitted()
-        params = self.get_params()
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None  # Generators and the like are not JSON
-        extra = {"n_epochs_done": int(self.n_epochs_done_),
-                 "history": [{k: (float(x) if isinstance(x, (float, np.floating)) else int(x))
-                              for k, x in rec.items()} for rec in self.history_],
-                 "has_bias_column": bool(self._has_bias_column)}
-        arrays = {}
-        for side in ("user", "item"):
-            id_map = getattr(self, f"{side}_map_", None)
-            if id_map is not None:
-                arrays[f"{side}_ids"] = id_map.ids
-        save_arrays(path, params, self._user_factors, self._item_factors, extra, arrays)
-
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`.
-
-        Raises
-        ------
-        FileNotFoundError
-            No file at ``path``.
-        ValueError
-            Truncated, damaged, foreign or newer-version files.
-        """
-        from .persistence import load_arrays
-
-        header, users, items, arrays = load_arrays(path)
+    def _restore(self, users, items, header, path):
         try:
-            model = cls(**header["params"])
-            model.initialize(users.shape[0], items.shape[0])
+            self.initialize(users.shape[0], items.shape[0])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path} holds invalid parameters: {exc}") from exc
-        if model._has_bias_column != header.get("has_bias_column", model._has_bias_column) or \
-                model._user_factors.shape != users.shape or model._item_factors.shape != items.shape:
+        if self._has_bias_column != header.get("has_bias_column", self._has_bias_column) or \
+                self._user_factors.shape != users.shape or self._item_factors.shape != items.shape:
             raise ValueError(f"{path} is damaged: its factor shapes do not match its parameters.")
-        model._user_factors = np.ascontiguousarray(users)
-        model._item_factors = np.ascontiguousarray(items)
-        model.n_epochs_done_ = int(header.get("n_epochs_done", 0))
-        model.history_ = list(header.get("history", []))
-        from .data import IdMap
-
-        for side, n in (("user", users.shape[0]), ("item", items.shape[0])):
-            ids = arrays.get(f"{side}_ids")
-            if ids is not None:
-                try:
-                    id_map = IdMap(ids)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{path} is damaged: its {side} ids are invalid ({exc}).") \
-                        from exc
-                if len(id_map) != n:
-                    raise ValueError(
-                        f"{path} is damaged: {len(id_map)} {side} ids for {n} {side} rows."
-                    )
-                setattr(model, f"{side}_map_", id_map)
-        return model
-
-
-def _fresh_state(name, user_shape, item_shape):
-    """Zeroed optimiser state of ``name`` for factor matrices of these shapes.
-
-    A side of shape ``(0, 0)`` gets no state (fold-in trains one side only).
-    """
-    empty2 = np.zeros((0, 0), np.float32)
-    empty1 = np.zeros(0, np.int64)
-    state = dict(user_sum_sq=empty2, item_sum_sq=empty2,
-                 user_adam_m=empty2, user_adam_v=empty2, user_adam_t=empty1,
-                 item_adam_m=empty2, item_adam_v=empty2, item_adam_t=empty1,
-                 user_grad=empty2, item_grad=empty2, adam_step=np.zeros(1, np.int64))
-    for side, shape in (("user", tuple(user_shape)), ("item", tuple(item_shape))):
-        if name == "adagrad":
-            state[f"{side}_sum_sq"] = np.zeros(shape, np.float32)
-        elif name == "rowwise-adagrad":
-            state[f"{side}_sum_sq"] = np.zeros((shape[0], 1) if len(shape) == 2 else shape,
-                                               np.float32)
-        elif name in ("adam", "dense-adam"):
-            state[f"{side}_adam_m"] = np.zeros(shape, np.float32)
-            state[f"{side}_adam_v"] = np.zeros(shape, np.float32)
-            if name == "adam":
-                state[f"{side}_adam_t"] = np.zeros(shape[0], np.int64)
-            else:
-                state[f"{side}_grad"] = np.zeros(shape, np.float32)
-    return state
-
-
-def _grow_state(state, side, n_rows):
-    """Extend ``side``'s per-row state arrays with zero rows up to ``n_rows`` rows."""
-    for key, array in state.items():
-        if key.startswith(side + "_") and array.size and array.shape[0] < n_rows:
-            extra = np.zeros((n_rows - array.shape[0],) + array.shape[1:], array.dtype)
-            state[key] = np.concatenate([array, extra])
-
-
-def _check_trainable(X):
-    if X.shape[1] < 2:
-        raise ValueError(
-            f"interactions has a catalogue of {X.shape[1]} item; a triplet needs a negative item "
-            "besides the positive, so at least 2 items are expected."
-        )
-
-
-def _n_rows(matrix):
-    shape = getattr(matrix, "shape", None)
-    return shape[0] if shape else None
-
-
-def _coo_to_csr(data, rows, cols, shape):
-    import scipy.sparse as sp
-
-    return sp.csr_matrix((np.asarray(data, np.float32), (rows, cols)), shape=shape)
-
-
-def _uniform_factors(rng, n_rows, k, extra, scale, fill):
-    """float32 (n_rows, k + extra) uniform in (-scale, scale), the extra column set to ``fill``.
-
-    Drawn in blocks of rows straight into the result, so no float64 copy of
-    the whole matrix is ever made.
-    """
-    out = np.empty((n_rows, k + extra), np.float32)
-    block = max(1, (1 << 20) // max(k, 1))
-    for start in range(0, n_rows, block):
-        rows = rng.random((min(block, n_rows - start), k), dtype=np.float32)
-        out[start:start + rows.shape[0], :k] = (2.0 * scale) * rows - scale
-    if extra:
-        out[:, k] = fill
-    return out
+        self._user_factors = np.ascontiguousarray(users)
+        self._item_factors = np.ascontiguousarray(items)
+        self.n_epochs_done_ = int(header.get("n_epochs_done", 0))
+        self.history_ = list(header.get("history", []))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import factor_pair
+
 SPACES = ("ip", "l2", "cosine")
 
 
@@ -41,17 +43,7 @@ def index_vectors(model, space="ip"):
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {', '.join(SPACES)}; got {space!r}.")
-    users = getattr(model, "user_factors", None)
-    items = getattr(model, "item_factors", None)
-    if users is None or items is None:
-        from ._validation import NotFittedError
-
-        raise NotFittedError(
-            "index_vectors needs a fitted model (user_factors and item_factors are missing); "
-            "call fit() first."
-        )
-    users = np.array(users, dtype=np.float32, order="C", copy=True)
-    items = np.array(items, dtype=np.float32, order="C", copy=True)
+    users, items = (a.copy() for a in factor_pair(model))
     if space == "ip":
         return items, users
     # float64 for the norms: M**2 - |v|**2 cancels for the longest items.

@@ -46,14 +46,12 @@ that computes each chunk's scores uses BLAS's own threads.
 
 from __future__ import annotations
 
-import re
 
-import numpy as np
-
-from bpr_numba import _evaluate
-from bpr_numba._rawids import check_same_maps
-from bpr_numba._runtime import threads
-from bpr_numba._validation import NotFittedError, check_interactions, check_nonneg_int, check_positive_int
+from ._runtime import threads
+from ._scoring import (KNOWN_METRICS, empty_csr_arrays, evaluate_factors, mean_over_users,
+                       metric_codes)
+from ._validation import (check_disjoint, check_interactions, check_nonneg_int,
+                          check_positive_int, check_same_ids, factor_pair)
 
 __all__ = [
     "evaluate",
@@ -68,12 +66,8 @@ __all__ = [
     "KNOWN_METRICS",
 ]
 
-#: Metric names accepted by :func:`evaluate` (``k`` is a positive integer).
-KNOWN_METRICS = ("full_auc", "auc", "precision@k", "recall@k", "ndcg@k", "map@k", "mrr")
 
 DEFAULT_METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
-
-_NAME_RE = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
 
 
 def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, num_threads=0,
@@ -117,18 +111,16 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
         Unknown metric name, shapes that do not match the model, or no user
         with a test positive and a negative candidate.
     """
-    names, codes, ks = _parse_metrics(metrics)
+    names, codes, ks = metric_codes(metrics)
     num_threads = check_nonneg_int(num_threads, "num_threads")
-    user_factors, item_factors = _factors(model)
-    same_ids = getattr(model, "_check_same_ids", None)  # models fitted on Interactions
-    if same_ids is not None:
-        same_ids(test, "test")
-        same_ids(train, "train")
-    check_same_maps(test, train, "test", "train")
+    user_factors, item_factors = factor_pair(model)
+    check_same_ids(test, model, "test")
+    check_same_ids(train, model, "train")
+    check_same_ids(test, train, "test", "train")
     shape = (user_factors.shape[0], item_factors.shape[0])
     test = _check_matrix(test, "test", shape)
     if train is None:
-        train_indptr, train_indices = _evaluate.empty_csr_arrays(shape[0])
+        train_indptr, train_indices = empty_csr_arrays(shape[0])
     else:
         train = _check_matrix(train, "train", shape)
         train_indptr, train_indices = train.indptr, train.indices
@@ -136,23 +128,14 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
             check_disjoint(test, train)
 
     with threads(num_threads):
-        values = _evaluate.evaluate_factors(
-            user_factors, item_factors, test.indptr, test.indices,
-            train_indptr, train_indices, codes, ks)
+        values = evaluate_factors(user_factors, item_factors, test.indptr, test.indices,
+                                  train_indptr, train_indices, codes, ks)
 
     result = {}
     for m, name in enumerate(names):
         column = values[:, m]
-        included = ~np.isnan(column)
-        if not included.any():
-            raise ValueError(
-                f"the test matrix has no usable user for {name}: no user of the "
-                f"{shape[0]} has a test positive and a negative candidate "
-                f"({test.nnz} test positives"
-                + ("" if train is None or name == "full_auc" else ", after removing train positives")
-                + ")."
-            )
-        result[name] = float(column[included].mean()) if reduce else column.copy()
+        result[name] = (mean_over_users(column, name, test, train is not None) if reduce
+                        else column.copy())
     return result
 
 
@@ -292,7 +275,7 @@ def parse_metric(name):
     ValueError
         Unknown name; the message lists the known ones.
     """
-    _, _, ks = _parse_metrics((name,))
+    _, _, ks = metric_codes((name,))
     base = name.split("@")[0]
     return base, (int(ks[0]) if "@" in name else None)
 
@@ -305,98 +288,8 @@ def _one(model, test, train, name, reduce, num_threads, check_intersections):
                     check_intersections=check_intersections)[name]
 
 
-def check_disjoint(test, train):
-    """Raise a ValueError when the CSR matrices ``test`` and ``train`` share a positive."""
-    n_items = test.shape[1]
-
-    def keys(X):
-        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
-        return rows * n_items + X.indices
-
-    n_shared = np.intersect1d(keys(test), keys(train), assume_unique=True).size
-    if n_shared:
-        raise ValueError(
-            f"test and train share {n_shared} (user, item) pair(s) of {test.nnz} test "
-            "positives: a split should put each interaction on one side. Fix the split, or "
-            "pass check_intersections=False to drop the shared pairs from the test positives."
-        )
-
-
 def _k(k):
     return check_positive_int(k, "k")
-
-
-def _parse_metrics(metrics):
-    """Return ``(names, codes, ks)`` for the kernel; raise on unknown names."""
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    try:
-        metrics = list(metrics)
-    except TypeError:
-        raise TypeError(
-            f"metrics must be a metric name or a sequence of names; got {metrics!r}."
-        ) from None
-    if not metrics:
-        raise ValueError(f"metrics is empty; expected names among {', '.join(KNOWN_METRICS)}.")
-    names, codes, ks = [], [], []
-    for name in metrics:
-        match = _NAME_RE.match(name) if isinstance(name, str) else None
-        entry = _evaluate.METRIC_CODES.get(match.group(1)) if match else None
-        takes_k = entry is not None and entry[1]
-        if entry is None or takes_k != (match.group(2) is not None) or (takes_k and int(match.group(2)) < 1):
-            raise ValueError(
-                f"unknown metric {name!r}; known metrics: {', '.join(KNOWN_METRICS)} "
-                "(k a positive integer, e.g. 'ndcg@10')."
-            )
-        if name in names:
-            continue
-        names.append(name)
-        codes.append(entry[0])
-        ks.append(int(match.group(2)) if takes_k else 1)
-    return names, np.array(codes, np.int64), np.array(ks, np.int64)
-
-
-def _factors(model):
-    """Return float32 C-contiguous ``(user_factors, item_factors)`` of ``model``."""
-    if isinstance(model, tuple) and len(model) == 2:
-        user_factors, item_factors = model
-        where = "the (user_factors, item_factors) pair"
-    elif isinstance(model, (tuple, list)):
-        raise TypeError(
-            f"model must have user_factors and item_factors or be a (user_factors, "
-            f"item_factors) tuple; got a {type(model).__name__} of length {len(model)}."
-        )
-    else:
-        user_factors = getattr(model, "user_factors", None)
-        item_factors = getattr(model, "item_factors", None)
-        where = type(model).__name__
-        if user_factors is None or item_factors is None:
-            raise NotFittedError(
-                f"this {where} has no factors yet (user_factors or item_factors is missing "
-                "or None); call fit before evaluating, or pass a (user_factors, "
-                "item_factors) tuple."
-            )
-    if user_factors is None or item_factors is None:
-        raise NotFittedError(f"{where} holds None; expected two factor arrays.")
-    arrays = []
-    for array, label in ((user_factors, "user_factors"), (item_factors, "item_factors")):
-        array = np.asarray(array)
-        if array.ndim != 2 or array.dtype.kind not in "fiu":
-            raise ValueError(
-                f"{label} of {where} must be a 2-D float array; got shape {array.shape} "
-                f"and dtype {array.dtype}."
-            )
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{label} of {where} contains NaN or infinite values.")
-        arrays.append(array)
-    user_factors, item_factors = arrays
-    if user_factors.shape[1] != item_factors.shape[1]:
-        raise ValueError(
-            f"user_factors has {user_factors.shape[1]} columns but item_factors has "
-            f"{item_factors.shape[1]}; both must have the same width."
-        )
-    return user_factors, item_factors
 
 
 def _check_matrix(X, name, shape):

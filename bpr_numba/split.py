@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._runtime import as_generator
-from ._validation import _type_name, check_float, check_positive_int
+from ._validation import check_float, type_name, check_positive_int
 from .data import Interactions
 
 __all__ = ["leave_k_out", "random_split", "time_split"]
@@ -231,7 +231,7 @@ def _as_interactions(interactions, func):
         return Interactions(interactions)
     raise TypeError(
         f"{func}: interactions must be an Interactions or a scipy.sparse matrix of shape "
-        f"(n_users, n_items); got {_type_name(interactions)}. Build one with "
+        f"(n_users, n_items); got {type_name(interactions)}. Build one with "
         "Interactions.from_arrays(users, items, ratings, timestamps)."
     )
 

@@ -1,7 +1,7 @@
 """Slow NumPy twins of the training kernels, written to be obviously right.
 
 They draw random numbers through the same SplitMix64 primitive as the kernels
-(``_next_below``), in the same order, so a one-thread kernel run and its twin
+(``next_below``), in the same order, so a one-thread kernel run and its twin
 see the same samples and can be compared number for number.
 """
 
@@ -11,17 +11,17 @@ import math
 
 import numpy as np
 
-from bpr_numba._optim import adam_bias_correction
-from bpr_numba._losses import LOSSES
-from bpr_numba._losses import _loss_and_grad as _jit_loss_and_grad
-from bpr_numba._rng import _next_below as _jit_next_below
-from bpr_numba._train import _dot
+from bpr_numba._kernels.losses import LOSSES
+from bpr_numba._kernels.losses import loss_and_grad as _jit_loss_and_grad
+from bpr_numba._kernels.optim import dot
+from bpr_numba._kernels.rng import next_below as _jit_next_below
+from bpr_numba._training import adam_bias_correction
 
 F32 = np.float32
 _ADAM_TABLE = adam_bias_correction(0.9, 0.999)
 
 
-def _next_below(state, n):
+def next_below(state, n):
     """The kernels' bounded draw, keeping the state a uint64 between calls."""
     state, value = _jit_next_below(np.uint64(state), n)
     return np.uint64(state), int(value)
@@ -38,15 +38,15 @@ def loss_and_grad(loss, x):
 def draw_negative(state, row, n_items, negatives, tries=8):
     """The kernels' negative policies, spelled out with set operations."""
     if negatives == "uniform":
-        return _next_below(state, n_items)
+        return next_below(state, n_items)
     if len(row) >= n_items:
         return state, -1
     for _ in range(tries):
-        state, j = _next_below(state, n_items)
+        state, j = next_below(state, n_items)
         if j not in set(row.tolist()):
             return state, j
     complement = np.setdiff1d(np.arange(n_items), row)
-    state, r = _next_below(state, n_items - len(row))
+    state, r = next_below(state, n_items - len(row))
     return state, int(complement[r])
 
 
@@ -77,7 +77,7 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
 def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
                   states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg,
                   weights=None, update=("user", "positive", "negative")):
-    """Serial twin of ``_train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
+    """Serial twin of ``train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
 
     ``weights`` (one per positive, CSR order) scale each sample's loss and data
     gradient; ``update`` names the rows a sample moves.
@@ -91,7 +91,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
             row = indices[indptr[u]:indptr[u + 1]]
             order = list(range(len(row)))
             for a in range(len(row) - 1, 0, -1):
-                state, b = _next_below(state, a + 1)
+                state, b = next_below(state, a + 1)
                 order[a], order[b] = order[b], order[a]
             for a in order:
                 i = row[a]
@@ -101,13 +101,13 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     continue
                 # The kernel's dot leaf (tested against np.dot on its own), so
                 # both sides pick the same candidate even on near-ties.
-                best = _dot(U, u, V, j)
+                best = dot(U, u, V, j)
                 for _ in range(n_candidates - 1):
                     state, j2 = draw_negative(state, row, n_items, negatives)
-                    score = _dot(U, u, V, j2)
+                    score = dot(U, u, V, j2)
                     if score > best:
                         best, j = score, j2
-                x = _dot(U, u, V, i) - best
+                x = dot(U, u, V, i) - best
                 value, dx = loss_and_grad(loss, float(x))
                 total += float(w) * value
                 if i == j:

@@ -173,7 +173,7 @@ def test_set_params_between_fits_is_adopted_safely():
     model = BPR(factors=4, epochs=1, optimizer="adagrad", random_state=0).fit(X)
     model.set_params(optimizer="adam")  # new optimiser: fresh state of the right shapes
     model.fit_partial(X)
-    assert model._opt_state["item_adam_m"].shape == model.item_factors.shape
+    assert model._opt_state.item.adam_m.shape == model.item_factors.shape
     model.set_params(factors=8)
     with pytest.raises(ValueError, match="factors changed from 4 to 8"):
         model.fit_partial(X)

@@ -216,13 +216,13 @@ def test_growth_extends_the_optimiser_state(optimizer):
     model = _model(factors=4, epochs=1, optimizer=optimizer).fit(X, show_progress=False)
     model.partial_fit_users([22], sp.csr_matrix(np.ones((1, 15), np.float32)))
     model.partial_fit_items([16], sp.csr_matrix(np.ones((1, 23), np.float32)))
-    for key, array in model._opt_state.items():
+    for key, array in model._opt_state.arrays().items():
         side = key.split("_")[0]
         if array.size and side in ("user", "item"):
             rows = model.n_users if side == "user" else model.n_items
             assert array.shape[0] == rows, key
     if optimizer == "rowwise-adagrad":  # one accumulator per row
-        assert model._opt_state["item_sum_sq"].shape == (model.n_items, 1)
+        assert model._opt_state.item.adagrad_sum_sq.shape == (model.n_items, 1)
     # The new rows have positives, so training touches their (grown) state.
     grown = (rng.random((23, 17)) < 0.3).astype(np.float32)
     model.fit_partial(sp.csr_matrix(grown), epochs=2)

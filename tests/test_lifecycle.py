@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import bpr_numba.estimator as estimator_module
+import bpr_numba._training as training_module
 from bpr_numba import BPR
 from bpr_numba.estimator import TrainingDivergedError
 
@@ -64,14 +64,14 @@ def test_divergence_is_reported_and_last_finite_factors_kept(optimizer):
         model.fit_partial(train, epochs=3)
     # The steps that would have overflowed were not applied: factors and state stay finite.
     assert np.all(np.isfinite(model.item_factors)) and np.all(np.isfinite(model.user_factors))
-    for state in model._opt_state.values():
+    for state in model._opt_state.arrays().values():
         assert np.all(np.isfinite(state))
     assert model.n_epochs_done_ == 0
 
 
 def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch):
     train, _ = _data()
-    real = estimator_module._train_epoch_chunks
+    real = training_module.train_epoch_chunks
     calls = []
 
     def interrupted(*args):
@@ -81,8 +81,8 @@ def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch
             raise KeyboardInterrupt
         return out
 
-    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", interrupted)
-    monkeypatch.setattr(estimator_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
+    monkeypatch.setattr(training_module, "train_epoch_chunks", interrupted)
+    monkeypatch.setattr(training_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
     model = BPR(factors=4, epochs=5, random_state=0)
     seen = {}
     with pytest.raises(KeyboardInterrupt), \
@@ -93,21 +93,21 @@ def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch
     # second call still ran, so epoch 1 is complete and recorded.
     assert len(calls) == 2 and model.n_epochs_done_ == 1 and len(model.history_) == 1
     np.testing.assert_array_equal(model.item_factors, seen[1])
-    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", real)
+    monkeypatch.setattr(training_module, "train_epoch_chunks", real)
     model.fit_partial(train)  # still usable
     assert model.n_epochs_done_ == 2
 
 
 def test_a_second_keyboard_interrupt_stops_at_once(monkeypatch):
     train, _ = _data()
-    real = estimator_module._train_epoch_chunks
+    real = training_module.train_epoch_chunks
 
     def always_interrupted(*args):
         real(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(estimator_module, "_train_epoch_chunks", always_interrupted)
-    monkeypatch.setattr(estimator_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
+    monkeypatch.setattr(training_module, "train_epoch_chunks", always_interrupted)
+    monkeypatch.setattr(training_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
     model = BPR(factors=4, epochs=5, random_state=0)
     with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="partly trained"):
         model.fit(train, show_progress=False)

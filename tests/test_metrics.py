@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bpr_numba import _evaluate, metrics
-from bpr_numba._validation import NotFittedError
+from bpr_numba import NotFittedError, _scoring, metrics
+from bpr_numba._kernels import ranking
 
 import reference_metrics as ref
 
@@ -57,18 +57,18 @@ def as_model(scores):
     return np.ascontiguousarray(scores, np.float32), np.eye(n_items, dtype=np.float32)
 
 
-def kernel_values(scores, test, train, k, names=ALL, max_passes=_evaluate.MAX_PASSES):
+def kernel_values(scores, test, train, k, names=ALL, max_passes=ranking.MAX_PASSES):
     """Run the kernel on a score matrix directly; dict name -> per-user array."""
     test = sp.csr_matrix(test)
     n_users = scores.shape[0]
     if train is None:
-        train_indptr, train_indices = _evaluate.empty_csr_arrays(n_users)
+        train_indptr, train_indices = _scoring.empty_csr_arrays(n_users)
     else:
         train = sp.csr_matrix(train)
         train_indptr, train_indices = train.indptr, train.indices
-    codes = np.array([_evaluate.METRIC_CODES[n][0] for n in names], np.int64)
+    codes = np.array([ranking.METRIC_CODES[n][0] for n in names], np.int64)
     ks = np.full(len(names), k, np.int64)
-    out = _evaluate.evaluate_scores(scores, np.arange(n_users), test.indptr, test.indices,
+    out = _scoring.evaluate_scores(scores, np.arange(n_users), test.indptr, test.indices,
                                     train_indptr, train_indices, codes, ks, max_passes)
     return {name: out[:, m] for m, name in enumerate(names)}
 
@@ -142,8 +142,8 @@ def test_chunked_driver_equals_one_block():
     codes = np.array([0, 1, 2, 4, 6], np.int64)
     ks = np.array([1, 1, 5, 3, 1], np.int64)
     args = (U, V, test.indptr, test.indices, train.indptr, train.indices, codes, ks)
-    whole = _evaluate.evaluate_factors(*args)
-    chunked = _evaluate.evaluate_factors(*args, chunk_users=4)
+    whole = _scoring.evaluate_factors(*args)
+    chunked = _scoring.evaluate_factors(*args, chunk_users=4)
     assert_same(chunked, whole)
     expected = ref.metrics_from_scores(U @ V.T, test, train, 5)
     assert_same(whole[:, 2], expected["precision"])
@@ -394,10 +394,10 @@ def test_many_positives_use_the_binary_search_path_correctly():
     scores[::3] = rng.standard_normal((4, n_items)).astype(np.float32)
     test = sp.csr_matrix(rng.random((n_users, n_items)) < rng.uniform(0.05, 0.8, (n_users, 1)))
     train = sp.csr_matrix(rng.random((n_users, n_items)) < 0.1)
-    assert (test.getnnz(axis=1) > _evaluate._LINEAR_COUNT_MAX).sum() >= 4
+    assert (test.getnnz(axis=1) > ranking.LINEAR_COUNT_MAX).sum() >= 4
     for tr in (None, train):
         expected = ref.metrics_from_scores(scores, test, tr, 20)
-        for max_passes in (0, _evaluate.MAX_PASSES, 10**9):
+        for max_passes in (0, ranking.MAX_PASSES, 10**9):
             got = kernel_values(scores, test, tr, 20, max_passes=max_passes)
             for name in ALL:
                 assert_same(got[name], expected[name])

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bpr_numba import _topk
-from bpr_numba._topk import similar_items_topk, topk_items
+from bpr_numba import _scoring
+from bpr_numba._scoring import similar_items_topk, topk_items
 
 import reference_metrics as ref
 
@@ -98,7 +98,7 @@ def test_several_chunks_equal_one(monkeypatch):
     users = rng.integers(0, 50, 40)
     rows = liked[users]
     whole = topk_items(U, V, users, 10, rows.indptr, rows.indices)
-    monkeypatch.setattr(_topk, "chunk_rows", lambda n_cols: 3)
+    monkeypatch.setattr(_scoring, "chunk_rows", lambda n_cols: 3)
     chunked = topk_items(U, V, users, 10, rows.indptr, rows.indices)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_array_equal(whole[1], chunked[1])

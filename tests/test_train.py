@@ -10,12 +10,12 @@ from numpy.testing import assert_allclose
 
 import numba
 
-from bpr_numba._losses import LOSSES, _loss_and_grad
-from bpr_numba._optim import OPTIMIZERS
-from bpr_numba._sampling import NEGATIVES
-from bpr_numba._optim import adam_bias_correction
-from bpr_numba._train import (UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE, UPDATE_USER, _dot,
-                              _train_epoch_chunks, plan_epoch)
+from bpr_numba._kernels.hogwild import (UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE,
+                                        UPDATE_USER, train_epoch_chunks)
+from bpr_numba._kernels.losses import LOSSES, loss_and_grad
+from bpr_numba._kernels.optim import OPTIMIZERS, dot
+from bpr_numba._kernels.sampling import NEGATIVES
+from bpr_numba._training import adam_bias_correction, plan_epoch
 
 from conftest import sparse_interactions
 import reference
@@ -29,8 +29,8 @@ ADAM_ALPHA = adam_bias_correction(0.9, 0.999)
 def test_loss_gradient_matches_finite_differences(loss, x):
     code = LOSSES[loss]
     h = 1e-5
-    value, grad = _loss_and_grad(code, x)
-    numeric = (_loss_and_grad(code, x + h)[0] - _loss_and_grad(code, x - h)[0]) / (2 * h)
+    value, grad = loss_and_grad(code, x)
+    numeric = (loss_and_grad(code, x + h)[0] - loss_and_grad(code, x - h)[0]) / (2 * h)
     assert_allclose(grad, numeric, rtol=1e-4, atol=1e-8)
     ref_value, ref_grad = reference.loss_and_grad(loss, x)
     assert_allclose([value, grad], [ref_value, ref_grad], rtol=1e-9, atol=1e-12)
@@ -41,7 +41,7 @@ def test_dot_leaf_matches_numpy(f, seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(3, f)).astype(F32)
     b = rng.normal(size=(2, f)).astype(F32)
-    assert_allclose(_dot(a, 2, b, 1), np.dot(a[2].astype(np.float64), b[1]), rtol=1e-5, atol=1e-5)
+    assert_allclose(dot(a, 2, b, 1), np.dot(a[2].astype(np.float64), b[1]), rtol=1e-5, atol=1e-5)
 
 
 def test_adam_bias_correction_table():
@@ -52,9 +52,9 @@ def test_adam_bias_correction_table():
 
 
 def test_bpr_loss_is_stable_for_large_margins():
-    value, grad = _loss_and_grad(LOSSES["bpr"], -800.0)
+    value, grad = loss_and_grad(LOSSES["bpr"], -800.0)
     assert value == pytest.approx(800.0) and grad == pytest.approx(-1.0)
-    value, grad = _loss_and_grad(LOSSES["bpr"], 800.0)
+    value, grad = loss_and_grad(LOSSES["bpr"], 800.0)
     assert value == 0.0 and grad == pytest.approx(0.0)
 
 
@@ -105,7 +105,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     try:
         for _ in range(epochs):
             order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
-            loss_sum, n_trained, n_skipped, n_refused = _train_epoch_chunks(
+            loss_sum, n_trained, n_skipped, n_refused = train_epoch_chunks(
                 indptr, indices, kernel_weights, order, bounds, U, V,
                 ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
                 states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
@@ -174,7 +174,7 @@ def test_frozen_rows_do_not_move():
         lengths = np.diff(X.indptr)
         order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, 4)
         mask = sum(_UPDATE_BITS[name] for name in update)
-        _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+        train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
                             np.zeros(0, F32), order, bounds, U, V, e, e, e, e, t, e, e, t,
                             np.arange(4, dtype=np.uint64) + 1, ADAM_ALPHA, LOSSES["bpr"],
                             OPTIMIZERS["sgd"], NEGATIVES["uniform"], 4, 1, mask, F32(0.1),
@@ -200,7 +200,7 @@ def test_one_sgd_step_is_the_textbook_update():
     e = np.zeros((0, 0), F32)
     t = np.zeros(0, np.int64)
     states = np.zeros(1, np.uint64)
-    _train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32),
+    train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32),
                         np.array([0], np.int64), np.array([0, 1], np.int64), U, V,
                         e, e, e, e, t, e, e, t, states, ADAM_ALPHA, LOSSES["bpr"], OPTIMIZERS["sgd"],
                         NEGATIVES["unseen"], 3, 1, UPDATE_ALL, F32(lr), F32(reg), F32(0.9), F32(0.999),

@@ -23,7 +23,7 @@ _INV_2_53 = 1.0 / 9007199254740992.0
 
 
 @njit(cache=True, inline="always")
-def _next_u64(state):
+def next_u64(state):
     """Advance a SplitMix64 state; return ``(new_state, random uint64)``."""
     state = state + _GOLDEN
     z = state
@@ -34,18 +34,18 @@ def _next_u64(state):
 
 
 @njit(cache=True, inline="always")
-def _next_below(state, n):
+def next_below(state, n):
     """Draw an integer uniformly in ``[0, n)``, for ``1 <= n < 2**32``.
 
     Multiply-shift of the high 32 random bits (Lemire 2019) instead of a
     modulo: no division, bias below ``n / 2**32``.
     """
-    state, z = _next_u64(state)
+    state, z = next_u64(state)
     return state, np.int64(((z >> _S32) * np.uint64(n)) >> _S32)
 
 
 @njit(cache=True, inline="always")
-def _next_unit(state):
+def next_unit(state):
     """Draw a float64 uniformly in ``[0, 1)``."""
-    state, z = _next_u64(state)
+    state, z = next_u64(state)
     return state, np.float64(z >> _S11) * _INV_2_53

@@ -1,4 +1,4 @@
-"""The per-sample (Hogwild) training kernel and the Python plan of an epoch.
+"""The per-sample (Hogwild) training kernel.
 
 What an epoch is: one pass over all training positives, each paired with a
 fresh negative. The order is cache-friendly (NOTES.md): users are visited in a
@@ -14,15 +14,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._losses import _loss_and_grad
-from ._optim import _apply_row_update, _dot
-from ._rng import _next_below
-from ._sampling import NEG_UNSEEN, _draw_negative, _mark_row
+from .losses import loss_and_grad
+from .optim import apply_row_update, dot
+from .rng import next_below
+from .sampling import NEG_UNSEEN, draw_negative, mark_row
 
-# Chunks per epoch: fixed, so the random streams do not depend on the threads.
-N_CHUNKS = 256
-# Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
-SAMPLES_PER_CALL = 2_000_000
 # Bits of ``update_mask``: which rows of a triplet (u, i, j) a sample updates.
 # Full training updates all three; fold-in of users updates only u against
 # fixed items, fold-in of items only the positive i against fixed users.
@@ -33,7 +29,7 @@ UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 
 
 @njit(cache=True, parallel=True)
-def _train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
+def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                         user_factors, item_factors,
                         user_sum_sq, item_sum_sq,
                         user_adam_m, user_adam_v, user_adam_t,
@@ -128,31 +124,31 @@ def _train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
             start = indptr[u]
             n_pos = indptr[u + 1] - start
             if neg_code == NEG_UNSEEN:
-                _mark_row(seen, indices, start, start + n_pos, True)
+                mark_row(seen, indices, start, start + n_pos, True)
             for a in range(n_pos):
                 order[a] = start + a
             for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
-                state, b = _next_below(state, a + 1)
+                state, b = next_below(state, a + 1)
                 tmp = order[a]
                 order[a] = order[b]
                 order[b] = tmp
             for a in range(n_pos):
                 i = indices[order[a]]
                 w = weights[order[a]] if weighted else np.float32(1.0)
-                state, j = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                 if j < 0:
                     chunk_skipped += 1
                     continue
-                best = _dot(user_factors, u, item_factors, j)
+                best = dot(user_factors, u, item_factors, j)
                 if n_candidates > 1:
                     for _c in range(n_candidates - 1):
-                        state, j2 = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-                        s2 = _dot(user_factors, u, item_factors, j2)
+                        state, j2 = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                        s2 = dot(user_factors, u, item_factors, j2)
                         if s2 > best:
                             best = s2
                             j = j2
-                x = _dot(user_factors, u, item_factors, i) - best
-                value, dx = _loss_and_grad(loss_code, np.float64(x))
+                x = dot(user_factors, u, item_factors, i) - best
+                value, dx = loss_and_grad(loss_code, np.float64(x))
                 chunk_loss += w * value
                 chunk_trained += 1
                 if i == j:
@@ -165,21 +161,21 @@ def _train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                     grad_j[f] = reg * item_factors[j, f] - g * uf
                 ok = True
                 if do_user:
-                    ok &= _apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
+                    ok &= apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
                                             user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if do_pos:
-                    ok &= _apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
+                    ok &= apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
                                             item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if do_neg:
-                    ok &= _apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
+                    ok &= apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
                                             item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if not ok or not np.isfinite(value):
                     chunk_refused += 1
             if neg_code == NEG_UNSEEN:
-                _mark_row(seen, indices, start, start + n_pos, False)
+                mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
         loss_sum[c] = chunk_loss
         n_trained[c] = chunk_trained
@@ -188,45 +184,3 @@ def _train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     return loss_sum, n_trained, n_skipped, n_refused
 
 
-def plan_epoch(row_lengths, trainable_users, rng, n_chunks=N_CHUNKS):
-    """Shuffle the users and cut the epoch into chunks of about equal sample counts.
-
-    Parameters
-    ----------
-    row_lengths : ndarray of int64, shape (n_users,)
-    trainable_users : ndarray of int64
-        Users with at least one positive.
-    rng : numpy.random.Generator
-    n_chunks : int
-
-    Returns
-    -------
-    user_order : ndarray of int64
-    chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
-        Offsets into ``user_order``; empty chunks are allowed.
-    """
-    user_order = rng.permutation(trainable_users).astype(np.int64)
-    cumulative = np.cumsum(row_lengths[user_order])
-    total = cumulative[-1] if cumulative.size else 0
-    targets = (np.arange(1, n_chunks, dtype=np.float64) * total / n_chunks)
-    cuts = np.searchsorted(cumulative, targets, side="left") + 1
-    cuts = np.minimum(cuts, user_order.size)
-    chunk_bounds = np.concatenate(([0], cuts, [user_order.size])).astype(np.int64)
-    return user_order, chunk_bounds
-
-
-def call_slices(chunk_bounds, row_lengths, user_order, samples_per_call=SAMPLES_PER_CALL):
-    """Group consecutive chunks into kernel calls of at most ``samples_per_call`` samples.
-
-    Returns a list of ``(first_chunk, end_chunk)`` pairs covering all chunks.
-    """
-    n_chunks = chunk_bounds.size - 1
-    cumulative = np.concatenate(([0], np.cumsum(row_lengths[user_order])))
-    samples_before = cumulative[chunk_bounds]
-    slices = []
-    first = 0
-    for c in range(1, n_chunks + 1):
-        if samples_before[c] - samples_before[first] >= samples_per_call or c == n_chunks:
-            slices.append((first, c))
-            first = c
-    return slices

@@ -1,128 +1,42 @@
-"""Top-N items per user (recommend) and per item (similar items).
+"""Scoring drivers: BLAS score blocks in Python, then a kernel per block.
 
-The Python driver gathers the eligible columns once (``candidates`` minus
-``filter_items``), then walks over chunks of rows: BLAS computes the chunk's
-float32 score block ``U[rows] @ V[cols].T`` (in Python, never inside
-``prange``) and the single parallel kernel :func:`_topk_block` keeps, for each
-row, a size-N heap of the best (score, item) pairs while skipping the row's
-excluded items. Cost per row: O(n_cols log N), no sort of the catalogue.
+Top-N (``recommend``, ``similar_*``) and the ranking metrics share one shape:
+the driver walks over chunks of rows, computes the chunk's float32 score block
+``Q[rows] @ V[cols].T`` with BLAS (in Python, never inside ``prange``: two
+cores would be oversubscribed) and hands it to one parallel kernel of
+:mod:`bpr_numba._kernels` (``topk.topk_block`` or ``ranking.evaluate_block``).
+Inputs arrive checked by the public entry points.
 
-Scores are always computed by BLAS, even for a short candidate list: the
-gathered ``V[cols]`` is a small copy, a GEMM on it is at least as fast as dot
-loops in the kernel, and one code path keeps one compiled kernel.
-
-Order: score descending, ties broken by item id ascending. Rows with fewer
-than N eligible items are padded with id -1 and score -inf. Scores are
-assumed finite (NaN scores are not ordered).
+Top-N: the eligible columns (``candidates`` minus ``filter_items``) are
+gathered once, then each row keeps a size-N heap of its best (score, item)
+pairs while skipping its excluded items: O(n_cols log N) per row, no sort of
+the catalogue. Scores are always computed by BLAS, even for a short candidate
+list: the gathered ``V[cols]`` is a small copy, a GEMM on it is at least as
+fast as dot loops in the kernel, and one code path keeps one compiled kernel.
+Order: score descending, ties broken by item id ascending; rows with fewer
+than N eligible items are padded with id -1 and score -inf.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
-from numba import njit, prange
 
-from ._evaluate import chunk_rows
+from ._kernels.ranking import MAX_PASSES, METRIC_CODES, evaluate_block
+from ._kernels.topk import topk_block
 from ._runtime import threads
-from bpr_numba._validation import (check_ids, check_interactions, check_nonneg_int,
-                                  check_positive_int)
+from ._validation import (as_factor_array, check_ids, check_interactions, check_nonneg_int,
+                          check_positive_int)
 
+# Largest score block (bytes) computed at once; 64 MB keeps a chunk in memory
+# comfortably and is large enough for BLAS to run at full speed.
+_BLOCK_BYTES = 64 * 2**20
+_MAX_CHUNK_USERS = 4096
 
-@njit(cache=True)
-def _worse(s_a, i_a, s_b, i_b):
-    """True when (s_a, i_a) ranks after (s_b, i_b): lower score, or tie and larger id."""
-    return s_a < s_b or (s_a == s_b and i_a > i_b)
-
-
-@njit(cache=True)
-def _sift_down(heap_s, heap_i, size, pos):
-    """Restore the min-heap (worst at the root) below ``pos``. Modifies both arrays."""
-    s = heap_s[pos]
-    i = heap_i[pos]
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        if child + 1 < size and _worse(heap_s[child + 1], heap_i[child + 1], heap_s[child], heap_i[child]):
-            child += 1
-        if not _worse(heap_s[child], heap_i[child], s, i):
-            break
-        heap_s[pos] = heap_s[child]
-        heap_i[pos] = heap_i[child]
-        pos = child
-    heap_s[pos] = s
-    heap_i[pos] = i
-
-
-@njit(cache=True, parallel=True)
-def _topk_block(scores, col_items, exclude_indptr, exclude_indices, out_ids, out_scores):
-    """Top-N eligible columns of each score row.
-
-    Parameters
-    ----------
-    scores : ndarray of float32, shape (n_rows, n_cols), C-contiguous
-        ``scores[r, c]`` is the score of item ``col_items[c]`` for row r.
-    col_items : ndarray of int64, shape (n_cols,)
-        Item id of each column, strictly ascending.
-    exclude_indptr : ndarray of int64, shape (n_rows + 1,)
-    exclude_indices : ndarray of int32
-        CSR rows of item ids excluded per row (any order, may repeat).
-    out_ids : ndarray of int32, shape (n_rows, N)
-    out_scores : ndarray of float32, shape (n_rows, N)
-        Modified: best items first, padded with (-1, -inf).
-
-    Returns
-    -------
-    None. Modifies ``out_ids`` and ``out_scores``; each prange iteration
-    writes its own row.
-    """
-    n_rows, n_cols = scores.shape
-    N = out_ids.shape[1]
-    assert col_items.shape[0] == n_cols
-    assert exclude_indptr.shape[0] == n_rows + 1
-    assert out_ids.shape[0] == n_rows and out_scores.shape[0] == n_rows
-    assert out_scores.shape[1] == N
-    for r in prange(n_rows):
-        row = scores[r]
-        excluded = np.sort(exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]])
-        n_excluded = excluded.shape[0]
-        heap_s = np.empty(N, np.float32)
-        heap_i = np.empty(N, np.int64)
-        size = 0
-        e = 0
-        for c in range(n_cols):
-            item = col_items[c]
-            while e < n_excluded and excluded[e] < item:
-                e += 1
-            if e < n_excluded and excluded[e] == item:
-                continue
-            s = row[c]
-            if size < N:
-                # Sift up the new leaf.
-                pos = size
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) >> 1
-                    if not _worse(s, item, heap_s[parent], heap_i[parent]):
-                        break
-                    heap_s[pos] = heap_s[parent]
-                    heap_i[pos] = heap_i[parent]
-                    pos = parent
-                heap_s[pos] = s
-                heap_i[pos] = item
-            elif _worse(heap_s[0], heap_i[0], s, item):
-                heap_s[0] = s
-                heap_i[0] = item
-                _sift_down(heap_s, heap_i, size, 0)
-        # Pop the worst into the last free slot: best first.
-        for pos in range(N - 1, size - 1, -1):
-            out_ids[r, pos] = -1
-            out_scores[r, pos] = -np.inf
-        for pos in range(size - 1, -1, -1):
-            out_ids[r, pos] = heap_i[0]
-            out_scores[r, pos] = heap_s[0]
-            heap_s[0] = heap_s[pos]
-            heap_i[0] = heap_i[pos]
-            _sift_down(heap_s, heap_i, pos, 0)
+#: Metric names accepted by the ranking metrics (``k`` is a positive integer).
+KNOWN_METRICS = ("full_auc", "auc", "precision@k", "recall@k", "ndcg@k", "map@k", "mrr")
+_NAME_RE = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
 
 
 def topk_items(user_factors, item_factors, userids, N, exclude_indptr=None,
@@ -167,8 +81,8 @@ def topk_items(user_factors, item_factors, userids, N, exclude_indptr=None,
     ValueError
         Mismatched shapes.
     """
-    user_factors = _as_factors(user_factors, "user_factors")
-    item_factors = _as_factors(item_factors, "item_factors")
+    user_factors = as_factor_array(user_factors, "user_factors")
+    item_factors = as_factor_array(item_factors, "item_factors")
     if user_factors.shape[1] != item_factors.shape[1]:
         raise ValueError(
             f"user_factors has {user_factors.shape[1]} columns but item_factors has "
@@ -210,7 +124,7 @@ def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=N
     scores : ndarray of float32, shape (n, N)
         Cosine similarities, padded with -inf.
     """
-    item_factors = _as_factors(item_factors, "item_factors")
+    item_factors = as_factor_array(item_factors, "item_factors")
     n_items = item_factors.shape[0]
     itemids, _ = check_ids(itemids, "itemids", n_items, "items")
     norms = np.sqrt(np.einsum("ij,ij->i", item_factors, item_factors, dtype=np.float32))
@@ -283,14 +197,155 @@ def row_offsets(X, rows):
     return np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1]), indptr
 
 
+def chunk_rows(n_cols, max_rows=_MAX_CHUNK_USERS):
+    """Rows per chunk so that a float32 block of ``n_cols`` columns stays < 64 MB."""
+    return int(max(1, min(max_rows, _BLOCK_BYTES // (4 * max(1, n_cols)))))
+
+
+def empty_csr_arrays(n_users):
+    """``(indptr, indices)`` of an all-empty CSR matrix with ``n_users`` rows."""
+    return np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32)
+
+
+def evaluate_scores(scores, user_ids, test_indptr, test_indices,
+                    train_indptr, train_indices, metric_codes, metric_ks,
+                    max_passes=MAX_PASSES):
+    """Run the kernel on a copy of a given score block (no BLAS).
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n_rows, n_items)
+        Finite scores; not modified (the kernel works on a float32 copy).
+    user_ids : ndarray of int64, shape (n_rows,)
+        The user of each row of ``scores`` (index into the CSR rows).
+    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
+    test_indices, train_indices : ndarray of int32
+    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
+    max_passes : int
+        Strategy threshold (see :func:`evaluate_block`): 0 forces the
+        "search" strategy, a huge value the "pass" strategy.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows, n_metrics)
+        NaN where a user is excluded from a metric.
+    """
+    scores = np.array(scores, dtype=np.float32, order="C", copy=True)
+    out = np.empty((scores.shape[0], len(metric_codes)), np.float64)
+    evaluate_block(
+        scores,
+        np.ascontiguousarray(user_ids, dtype=np.int64),
+        np.ascontiguousarray(test_indptr, dtype=np.int64),
+        np.ascontiguousarray(test_indices, dtype=np.int32),
+        np.ascontiguousarray(train_indptr, dtype=np.int64),
+        np.ascontiguousarray(train_indices, dtype=np.int32),
+        np.ascontiguousarray(metric_codes, dtype=np.int64),
+        np.ascontiguousarray(metric_ks, dtype=np.int64),
+        int(max_passes),
+        out,
+    )
+    return out
+
+
+def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
+                     train_indptr, train_indices, metric_codes, metric_ks,
+                     chunk_users=None):
+    """Per-user metrics of the factor model ``user_factors @ item_factors.T``.
+
+    Only users with at least one test positive are scored. The caller has
+    validated the inputs and set the thread count.
+
+    Parameters
+    ----------
+    user_factors : ndarray of float32, shape (n_users, f), C-contiguous
+    item_factors : ndarray of float32, shape (n_items, f), C-contiguous
+    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
+    test_indices, train_indices : ndarray of int32
+        Sorted CSR rows without duplicates (train rows may all be empty).
+    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
+    chunk_users : int, optional
+        Users per score block; default keeps a block under 64 MB.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_users, n_metrics)
+        NaN for users excluded from a metric (no test positive, no negative).
+    """
+    n_users = user_factors.shape[0]
+    n_items = item_factors.shape[0]
+    out = np.full((n_users, len(metric_codes)), np.nan)
+    users = np.flatnonzero(np.diff(test_indptr) > 0).astype(np.int64)
+    if users.size == 0:
+        return out
+    step = chunk_rows(n_items) if chunk_users is None else int(chunk_users)
+    item_t = item_factors.T
+    block_out = np.empty((min(step, users.size), len(metric_codes)), np.float64)
+    for start in range(0, users.size, step):
+        ids = users[start:start + step]
+        # BLAS in Python, outside prange: one float32 GEMM per chunk.
+        block = np.ascontiguousarray(user_factors[ids] @ item_t)
+        block_view = block_out[:ids.size]
+        evaluate_block(block, ids, test_indptr, test_indices, train_indptr,
+                        train_indices, metric_codes, metric_ks, MAX_PASSES, block_view)
+        out[ids] = block_view
+    return out
+
+
+def metric_codes(metrics):
+    """Check metric names; return ``(names, codes, ks)`` for the ranking kernel.
+
+    ``metrics`` is one name or a sequence of names among :data:`KNOWN_METRICS`
+    (``k`` a positive integer); repeats are dropped. Raises ValueError for an
+    unknown name (listing the known ones), TypeError for a non-sequence.
+    """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    try:
+        metrics = list(metrics)
+    except TypeError:
+        raise TypeError(
+            f"metrics must be a metric name or a sequence of names; got {metrics!r}."
+        ) from None
+    if not metrics:
+        raise ValueError(f"metrics is empty; expected names among {', '.join(KNOWN_METRICS)}.")
+    names, codes, ks = [], [], []
+    for name in metrics:
+        match = _NAME_RE.match(name) if isinstance(name, str) else None
+        entry = METRIC_CODES.get(match.group(1)) if match else None
+        takes_k = entry is not None and entry[1]
+        if entry is None or takes_k != (match.group(2) is not None) or (takes_k and int(match.group(2)) < 1):
+            raise ValueError(
+                f"unknown metric {name!r}; known metrics: {', '.join(KNOWN_METRICS)} "
+                "(k a positive integer, e.g. 'ndcg@10')."
+            )
+        if name in names:
+            continue
+        names.append(name)
+        codes.append(entry[0])
+        ks.append(int(match.group(2)) if takes_k else 1)
+    return names, np.array(codes, np.int64), np.array(ks, np.int64)
+
+
+def mean_over_users(column, name, test, train_removed):
+    """Mean of one metric's per-user values over the users that take part (non-NaN).
+
+    Raises ValueError when no user takes part (no test positive with a
+    negative candidate left), saying so with the test matrix's counts.
+    """
+    included = ~np.isnan(column)
+    if not included.any():
+        raise ValueError(
+            f"the test matrix has no usable user for {name}: no user of the "
+            f"{column.size} has a test positive and a negative candidate "
+            f"({test.nnz} test positives"
+            + (", after removing train positives" if train_removed and name != "full_auc"
+               else "")
+            + ")."
+        )
+    return float(column[included].mean())
+
+
 # ---------------------------------------------------------------- helpers
-
-
-def _as_factors(array, name):
-    array = np.asarray(array)
-    if array.ndim != 2 or array.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be a 2-D float array; got shape {array.shape} and dtype {array.dtype}.")
-    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _eligible_columns(n_items, filter_items, candidates):
@@ -345,6 +400,6 @@ def _run(query_factors, item_factors, rows, N, exclude_indptr, exclude_indices, 
             stop = min(start + step, n)
             # BLAS in Python, outside prange.
             block = np.ascontiguousarray(query_factors[rows[start:stop]] @ sub_t)
-            _topk_block(block, cols, exclude_indptr[start:stop + 1], exclude_indices,
+            topk_block(block, cols, exclude_indptr[start:stop + 1], exclude_indices,
                         ids[start:stop], scores[start:stop])
     return ids, scores

@@ -1,10 +1,11 @@
 """Evaluation kernel: every per-user ranking metric in one pass over the users.
 
-The Python driver :func:`evaluate_factors` walks over chunks of users. For
-each chunk it computes the score block ``U[chunk] @ V.T`` with BLAS (float32,
-in Python, never inside ``prange``), then calls the single parallel kernel
-:func:`_evaluate_block`, which computes all requested metrics of all users of
-the chunk at once from the score rows and the CSR test/train rows.
+The Python driver (``evaluate_factors`` in ``bpr_numba._scoring``) walks over
+chunks of users. For each chunk it computes the score block ``U[chunk] @ V.T``
+with BLAS (float32, in Python, never inside ``prange``), then calls the single
+parallel kernel :func:`evaluate_block`, which computes all requested metrics
+of all users of the chunk at once from the score rows and the CSR test/train
+rows.
 
 Per user, with ``T`` the test items, ``R`` the train items (empty when no
 train matrix is given) and ``n_items`` the catalogue size:
@@ -77,10 +78,6 @@ METRIC_CODES = {
     "mrr": (MRR, False),
 }
 
-# Largest score block (bytes) computed at once; 64 MB keeps a chunk in memory
-# comfortably and is large enough for BLAS to run at full speed.
-_BLOCK_BYTES = 64 * 2**20
-_MAX_CHUNK_USERS = 4096
 # Users with at most this many positives to count use the "pass" strategy
 # (one vectorised pass over the row per positive, ~0.3 ns per item and
 # positive on this machine's AVX-512 cores); beyond it the "search" strategy
@@ -88,7 +85,7 @@ _MAX_CHUNK_USERS = 4096
 MAX_PASSES = 128
 # Up to this many positives, a branch-free linear count (which LLVM
 # vectorises) beats a binary search, whose branches the CPU cannot predict.
-_LINEAR_COUNT_MAX = 64
+LINEAR_COUNT_MAX = 64
 # Sorted positive scores are padded with -inf to a multiple of this length,
 # so the linear count runs over whole vectors without a remainder loop.
 _PAD = 16
@@ -136,7 +133,7 @@ def _count_above(desc, n, s):
     """
     if n == 0 or s < desc[n - 1]:
         return n, n
-    if n <= _LINEAR_COUNT_MAX:
+    if n <= LINEAR_COUNT_MAX:
         gt = 0
         for t in range(desc.shape[0]):
             gt += desc[t] > s
@@ -204,7 +201,7 @@ def _count_equal_before(row, s, p):
 
 
 @njit(cache=True, parallel=True)
-def _evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
+def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                     train_indices, metric_codes, metric_ks, max_passes, out):
     """Per-user metrics for one chunk of users.
 
@@ -403,97 +400,3 @@ def _evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                 out[r, m] = ap / min(k, n_pos)
             else:
                 out[r, m] = np.nan
-
-
-def chunk_rows(n_cols, max_rows=_MAX_CHUNK_USERS):
-    """Rows per chunk so that a float32 block of ``n_cols`` columns stays < 64 MB."""
-    return int(max(1, min(max_rows, _BLOCK_BYTES // (4 * max(1, n_cols)))))
-
-
-def empty_csr_arrays(n_users):
-    """``(indptr, indices)`` of an all-empty CSR matrix with ``n_users`` rows."""
-    return np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32)
-
-
-def evaluate_scores(scores, user_ids, test_indptr, test_indices,
-                    train_indptr, train_indices, metric_codes, metric_ks,
-                    max_passes=MAX_PASSES):
-    """Run the kernel on a copy of a given score block (no BLAS).
-
-    Parameters
-    ----------
-    scores : ndarray of float, shape (n_rows, n_items)
-        Finite scores; not modified (the kernel works on a float32 copy).
-    user_ids : ndarray of int64, shape (n_rows,)
-        The user of each row of ``scores`` (index into the CSR rows).
-    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
-    test_indices, train_indices : ndarray of int32
-    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
-    max_passes : int
-        Strategy threshold (see :func:`_evaluate_block`): 0 forces the
-        "search" strategy, a huge value the "pass" strategy.
-
-    Returns
-    -------
-    ndarray of float64, shape (n_rows, n_metrics)
-        NaN where a user is excluded from a metric.
-    """
-    scores = np.array(scores, dtype=np.float32, order="C", copy=True)
-    out = np.empty((scores.shape[0], len(metric_codes)), np.float64)
-    _evaluate_block(
-        scores,
-        np.ascontiguousarray(user_ids, dtype=np.int64),
-        np.ascontiguousarray(test_indptr, dtype=np.int64),
-        np.ascontiguousarray(test_indices, dtype=np.int32),
-        np.ascontiguousarray(train_indptr, dtype=np.int64),
-        np.ascontiguousarray(train_indices, dtype=np.int32),
-        np.ascontiguousarray(metric_codes, dtype=np.int64),
-        np.ascontiguousarray(metric_ks, dtype=np.int64),
-        int(max_passes),
-        out,
-    )
-    return out
-
-
-def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
-                     train_indptr, train_indices, metric_codes, metric_ks,
-                     chunk_users=None):
-    """Per-user metrics of the factor model ``user_factors @ item_factors.T``.
-
-    Only users with at least one test positive are scored. The caller has
-    validated the inputs and set the thread count.
-
-    Parameters
-    ----------
-    user_factors : ndarray of float32, shape (n_users, f), C-contiguous
-    item_factors : ndarray of float32, shape (n_items, f), C-contiguous
-    test_indptr, train_indptr : ndarray of int64, shape (n_users + 1,)
-    test_indices, train_indices : ndarray of int32
-        Sorted CSR rows without duplicates (train rows may all be empty).
-    metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
-    chunk_users : int, optional
-        Users per score block; default keeps a block under 64 MB.
-
-    Returns
-    -------
-    ndarray of float64, shape (n_users, n_metrics)
-        NaN for users excluded from a metric (no test positive, no negative).
-    """
-    n_users = user_factors.shape[0]
-    n_items = item_factors.shape[0]
-    out = np.full((n_users, len(metric_codes)), np.nan)
-    users = np.flatnonzero(np.diff(test_indptr) > 0).astype(np.int64)
-    if users.size == 0:
-        return out
-    step = chunk_rows(n_items) if chunk_users is None else int(chunk_users)
-    item_t = item_factors.T
-    block_out = np.empty((min(step, users.size), len(metric_codes)), np.float64)
-    for start in range(0, users.size, step):
-        ids = users[start:start + step]
-        # BLAS in Python, outside prange: one float32 GEMM per chunk.
-        block = np.ascontiguousarray(user_factors[ids] @ item_t)
-        block_view = block_out[:ids.size]
-        _evaluate_block(block, ids, test_indptr, test_indices, train_indptr,
-                        train_indices, metric_codes, metric_ks, MAX_PASSES, block_view)
-        out[ids] = block_view
-    return out

@@ -18,7 +18,7 @@ LOSSES = {"bpr": LOSS_BPR, "sigmoid": LOSS_SIGMOID}
 
 
 @njit(cache=True, inline="always")
-def _loss_and_grad(loss_code, x):
+def loss_and_grad(loss_code, x):
     """Return ``(loss, dloss/dx)`` in float64 for the score difference ``x``.
 
     One ``exp(-|x|)`` serves the sigmoid and the loss, and never overflows.

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._losses import _loss_and_grad
+from .losses import loss_and_grad
 
 
 # Moments below this are set to 0. Rows outside the batches keep decaying
@@ -52,7 +52,7 @@ def _adam_row(params, grad, adam_m, adam_v, row, alpha, beta_1, beta_2,
 
 
 @njit(cache=True, parallel=True)
-def _dense_adam_batches(users, positives, negatives, batch_starts,
+def dense_adam_batches(users, positives, negatives, batch_starts,
                         user_factors, item_factors,
                         user_grad, item_grad,
                         user_adam_m, user_adam_v, item_adam_m, item_adam_v,
@@ -105,7 +105,7 @@ def _dense_adam_batches(users, positives, negatives, batch_starts,
             for f in range(n_cols):
                 xp += np.float64(user_factors[u, f]) * np.float64(item_factors[i, f])
                 xn += np.float64(user_factors[u, f]) * np.float64(item_factors[j, f])
-            value, dx = _loss_and_grad(loss_code, xp - xn)
+            value, dx = loss_and_grad(loss_code, xp - xn)
             loss_sum += value
             g = np.float32(dx * inv_size)
             r = np.float32(reg * inv_size)

@@ -8,8 +8,8 @@ what they hold (``adagrad_sum_sq``, ``adam_m``, ``adam_v``, ``adam_t``);
 an optimiser that does not use an array gets a (0, 0) placeholder.
 
 Codes (frozen at compile time): ``OPT_SGD`` 0, ``OPT_ADAGRAD`` 1,
-``OPT_ADAM`` 2. ``OPT_DENSE_ADAM`` 3 is Keras's dense Adam, run by the
-mini-batch kernel in ``_keras.py`` rather than here.
+``OPT_ADAM`` 2, ``OPT_ADAGRAD_ROWWISE`` 4. ``OPT_DENSE_ADAM`` 3 is Keras's
+dense Adam, run by the mini-batch kernel in ``dense_adam.py`` rather than here.
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ OPT_DENSE_ADAM = 3
 OPT_ADAGRAD_ROWWISE = 4
 OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM,
               "dense-adam": OPT_DENSE_ADAM, "rowwise-adagrad": OPT_ADAGRAD_ROWWISE}
-# Used when learning_rate is None (NOTES.md: the optimiser's own default).
-DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001,
-                          "rowwise-adagrad": 0.08}
 
 
 _FLOAT32_MAX = np.float32(3.4028235e38)
 
 
 @njit(cache=True, inline="always")
-def _apply_row_update(opt_code, params, row, grad, n_cols,
+def apply_row_update(opt_code, params, row, grad, n_cols,
                       adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
                       lr, beta_1, beta_2, epsilon, scratch):
     """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
@@ -80,7 +77,7 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
         # One accumulator per row: the mean squared gradient of the row's
         # trained columns (FBGEMM's row-wise Adagrad); 4 bytes of state per
         # row instead of one float per element.
-        sq = adagrad_sum_sq[row, 0] + _sum_sq(grad, n_cols) / np.float32(n_cols)
+        sq = adagrad_sum_sq[row, 0] + sum_sq(grad, n_cols) / np.float32(n_cols)
         scale = lr / (np.sqrt(sq) + epsilon)
         ok = sq <= _FLOAT32_MAX
         for f in range(n_cols):
@@ -115,7 +112,7 @@ def _apply_row_update(opt_code, params, row, grad, n_cols,
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _sum_sq(a, n):
+def sum_sq(a, n):
     """Sum of ``a[:n] ** 2`` in float32 (any summation order; NaN and inf propagate)."""
     x = np.float32(0.0)
     for f in range(n):
@@ -127,7 +124,7 @@ def _sum_sq(a, n):
 # still propagate to the result. Not inlined by numba, which would drop the
 # flags: LLVM inlines it with its per-instruction flags intact.
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(a, r, b, q):
+def dot(a, r, b, q):
     """Dot product of rows ``a[r]`` and ``b[q]`` in float32 (any summation order)."""
     x = np.float32(0.0)
     for f in range(a.shape[1]):
@@ -135,23 +132,3 @@ def _dot(a, r, b, q):
     return x
 
 
-def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):
-    """Table of Adam's bias correction ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` by step.
-
-    The table ends where the correction is 1 within ``epsilon``, so the kernel
-    looks up a value instead of calling ``pow`` twice per row update.
-
-    Returns
-    -------
-    ndarray of float32, shape (n_steps,)
-        Entry 0 is unused (steps start at 1).
-    """
-    if beta_2 <= 0.0:
-        n_steps = 2
-    else:
-        n_steps = int(np.ceil(np.log(epsilon) / np.log(max(beta_1, beta_2)))) + 2
-    t = np.arange(n_steps, dtype=np.float64)
-    t[0] = 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table = np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-    return table.astype(np.float32)

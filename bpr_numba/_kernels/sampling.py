@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._rng import _next_below
+from .rng import next_below
 
 NEG_UNIFORM = 0
 NEG_UNSEEN = 1
@@ -27,7 +27,7 @@ _LOW6 = np.int64(63)
 
 
 @njit(cache=True, inline="always")
-def _mark_row(seen, indices, start, end, value):
+def mark_row(seen, indices, start, end, value):
     """Set (``value`` True) or clear the bits of ``indices[start:end]`` in the bitset ``seen``."""
     for k in range(start, end):
         item = np.int64(indices[k])
@@ -39,13 +39,13 @@ def _mark_row(seen, indices, start, end, value):
 
 
 @njit(cache=True, inline="always")
-def _is_marked(seen, item):
+def is_marked(seen, item):
     """Whether ``item``'s bit is set in the bitset ``seen``."""
     return (seen[item >> 6] >> np.uint64(item & _LOW6)) & _ONE != np.uint64(0)
 
 
 @njit(cache=True, inline="always")
-def _draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
+def draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
     """Draw a negative item for user ``u``.
 
     Parameters
@@ -56,7 +56,7 @@ def _draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
     indices : ndarray of int32, shape (nnz,)
         Sorted within each row.
     seen : ndarray of uint64, shape (ceil(n_items / 64),)
-        Bitset of user ``u``'s positives (``_mark_row``), for ``NEG_UNSEEN``:
+        Bitset of user ``u``'s positives (``mark_row``), for ``NEG_UNSEEN``:
         one bit test per rejection draw instead of a search of the row.
     u : int
     n_items : int
@@ -70,18 +70,18 @@ def _draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
         The negative, or -1 when the user has every item (``NEG_UNSEEN``).
     """
     if neg_code == NEG_UNIFORM:
-        return _next_below(state, n_items)
+        return next_below(state, n_items)
     start = indptr[u]
     end = indptr[u + 1]
     n_pos = end - start
     if n_pos >= n_items:
         return state, np.int64(-1)
     for _ in range(_REJECTION_TRIES):
-        state, j = _next_below(state, n_items)
-        if not _is_marked(seen, j):
+        state, j = next_below(state, n_items)
+        if not is_marked(seen, j):
             return state, j
     # Exact draw: the r-th item of the complement of the sorted row.
-    state, j = _next_below(state, n_items - n_pos)
+    state, j = next_below(state, n_items - n_pos)
     for k in range(start, end):
         if indices[k] <= j:
             j += 1

@@ -1,0 +1,198 @@
+"""Fold-in: train some users' or items' vectors against the other side's fixed factors.
+
+New or changed users get vectors without refitting: their rows are trained
+with the model's loss, sampler and optimiser (fresh optimiser state) by the
+same per-sample kernel as ``fit``, with an update mask that moves only one
+side (``UPDATE_USER``: the user rows; ``UPDATE_POSITIVE``: the item of each
+positive, against fixed users and fixed negatives), through the same epoch
+loop. Raw ids unknown to the model are appended to its id map only once the
+fold-in has succeeded, so a refused call leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validation as v
+from ._kernels.hogwild import UPDATE_POSITIVE, UPDATE_USER
+from ._runtime import spawn_states
+from ._scoring import row_offsets
+from ._training import N_CHUNKS, OptimizerState, run_epochs, trainer_for
+from .data import IdMap, as_id_array
+
+
+class _Run:
+    """What the epoch loop needs of a model, for factors trained outside the model."""
+
+    def __init__(self, user_factors, item_factors):
+        self._user_factors = user_factors
+        self._item_factors = item_factors
+        self.history_ = []
+        self.n_epochs_done_ = 0
+
+
+def uniform_factors(rng, n_rows, k, extra, scale, fill):
+    """float32 (n_rows, k + extra) uniform in (-scale, scale), the extra column set to ``fill``.
+
+    Drawn in blocks of rows straight into the result, so no float64 copy of
+    the whole matrix is ever made.
+    """
+    out = np.empty((n_rows, k + extra), np.float32)
+    block = max(1, (1 << 20) // max(k, 1))
+    for start in range(0, n_rows, block):
+        rows = rng.random((min(block, n_rows - start), k), dtype=np.float32)
+        out[start:start + rows.shape[0], :k] = (2.0 * scale) * rows - scale
+    if extra:
+        out[:, k] = fill
+    return out
+
+
+def fold_in_recipe(model, epochs):
+    recipe = model._recipe()
+    model._check_layout(recipe)
+    if not trainer_for(recipe).supports_fold_in:
+        raise ValueError(
+            "fold-in trains with the fast mode's per-sample kernel; this model uses "
+            "optimizer='dense-adam' (the Keras mode). Refit with another optimizer."
+        )
+    epochs = recipe.epochs if epochs is None else v.check_positive_int(epochs, "epochs")
+    return recipe, epochs
+
+
+def _streams(model):
+    """A fresh init generator and chunk states, drawn from the model's stream."""
+    seq = np.random.SeedSequence(int(model._streams[0].integers(0, 2**63)))
+    init_seq, chunk_seq = seq.spawn(2)
+    return np.random.default_rng(init_seq), spawn_states(chunk_seq, N_CHUNKS)
+
+
+def _train(model, recipe, epochs, X, user_factors, item_factors, state, chunk_states, mask,
+           what):
+    """Train the fold-in epochs through the epoch loop; the model's own streams order them."""
+    trainer = trainer_for(recipe, model._has_bias_column)
+    weights = v.check_sample_weight(X, None, recipe.use_weights)
+    run = _Run(user_factors, item_factors)
+    streams = (model._streams[0], chunk_states)
+
+    def train_epoch(interrupt, epoch):
+        totals = trainer.epoch(X, weights, run._user_factors, run._item_factors, state,
+                               streams, interrupt, epoch, update_mask=mask)
+        if totals[3]:
+            trainer.record(totals, epoch, what=f"fold-in of {what}",
+                           keeps="Those steps were not applied; the model is unchanged.")
+        return {"loss": totals[0] / max(totals[1], 1), "skipped": int(totals[2])}
+
+    run_epochs(run, epochs, train_epoch, num_threads=recipe.num_threads)
+
+
+def fold_in_users(model, rows, epochs):
+    """Train fresh user vectors for the CSR ``rows`` against the fixed item factors."""
+    recipe, epochs = fold_in_recipe(model, epochs)
+    init_rng, chunk_states = _streams(model)
+    users = uniform_factors(init_rng, rows.shape[0], recipe.factors,
+                            int(model._has_bias_column), recipe.init_scale, 1.0)
+    empty = np.diff(rows.indptr) == 0
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} of the {rows.shape[0]} users to fold in have no positive: "
+            "they keep a random vector (their recommendations are random).",
+            RuntimeWarning, stacklevel=4)
+    if rows.nnz:
+        state = OptimizerState.fresh(recipe.optimizer, users.shape, (0, 0))
+        _train(model, recipe, epochs, rows, users, model._item_factors, state, chunk_states,
+               UPDATE_USER, "users")
+    return users
+
+
+def fold_in_items(model, ids, item_users, epochs):
+    """Retrain the items ``ids`` (grown if new) from the CSR ``item_users``, users fixed."""
+    recipe, epochs = fold_in_recipe(model, epochs)
+    grow(model, "item", int(ids.max()) + 1)
+    init_rng, chunk_states = _streams(model)
+    model._item_factors[ids] = uniform_factors(init_rng, ids.size, recipe.factors,
+                                               int(model._has_bias_column),
+                                               recipe.init_scale, 0.0)
+    # Users x items positives at the given items only, values kept for weights.
+    item_of_entry = ids[np.repeat(np.arange(ids.size), np.diff(item_users.indptr))]
+    X = v.check_interactions(
+        sp.csr_matrix((np.asarray(item_users.data, np.float32),
+                       (item_users.indices, item_of_entry)), shape=(model.n_users, model.n_items)),
+        "item_users")
+    state = OptimizerState.fresh(recipe.optimizer, (0, 0), model._item_factors.shape)
+    _train(model, recipe, epochs, X, model._user_factors, model._item_factors, state,
+           chunk_states, UPDATE_POSITIVE, "items")
+
+
+def rows_for(model, ids, n, matrix, name, allow_whole=True):
+    """CSR rows of ``matrix`` for ``n`` ids: one row per id, or picked from the whole matrix."""
+    X = v.check_interactions(matrix, name, allow_empty=True)
+    n_cols = model.n_items
+    if X.shape[1] != n_cols:
+        raise ValueError(f"{name} has {X.shape[1]} columns, but the model has {n_cols} items.")
+    if X.shape[0] == n:
+        return X
+    if allow_whole and X.shape[0] == model.n_users:
+        picked, _ = v.check_ids(ids, "userid", model.n_users, "users")
+        offsets, indptr = row_offsets(X, picked)
+        return v.kernel_csr(X.data[offsets].astype(np.float32), X.indices[offsets], indptr,
+                            (picked.size, n_cols))
+    raise ValueError(
+        f"{name} has {X.shape[0]} rows; expected one row per given id ({n})"
+        + (f" or the whole matrix ({model.n_users} rows)." if allow_whole else ".")
+    )
+
+
+def ids_for_update(model, ids, name, side, raw_ids):
+    """Indices for fold-in, known or new (>= n), and the id map to keep afterwards.
+
+    Raw ids are mapped, unknown ones appended to a new map that the caller
+    adopts once the fold-in has succeeded.
+    """
+    id_map = getattr(model, f"{side}_map_", None)
+    if raw_ids:
+        id_map = model._id_map(side)
+        raw = as_id_array(np.atleast_1d(np.asarray(ids)), name)
+        if raw.size and (raw.dtype.kind == "U") != (id_map.ids.dtype.kind == "U"):
+            kind = "strings" if id_map.ids.dtype.kind == "U" else "integers"
+            raise TypeError(f"{name} must hold raw {side} ids, which are {kind} for this "
+                            f"model; got {raw.dtype}.")
+        new_raw = np.unique(raw[~np.isin(raw, id_map.ids)])
+        if new_raw.size:
+            id_map = IdMap(np.concatenate([id_map.ids, new_raw]))
+        out = id_map.to_index(raw, name)
+    else:
+        arr = np.atleast_1d(np.asarray(ids))
+        if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.dtype.kind == "b":
+            raise TypeError(f"{name} must be a 1-D array of integer ids; got {ids!r}.")
+        out = arr.astype(np.int64)
+        if out.size and out.min() < 0:
+            raise v.IdOutOfRangeError(f"{name} contains {int(out.min())}; ids are >= 0.")
+        n_known = getattr(model, f"_{side}_factors").shape[0]
+        if id_map is not None and out.size and out.max() >= n_known:
+            raise ValueError(
+                f"this model has raw {side} ids (fitted on Interactions): new {side}s need "
+                f"raw ids too, so pass raw ids with raw_ids=True."
+            )
+    if out.size == 0:
+        raise ValueError(f"{name} is empty; expected at least one id.")
+    if np.unique(out).size != out.size:
+        raise ValueError(f"{name} holds repeated ids; give each id once.")
+    return out, id_map
+
+
+def grow(model, side, n_rows):
+    """Add fresh random rows (and zero optimiser state) up to ``n_rows`` on ``side``."""
+    current = getattr(model, f"_{side}_factors")
+    if n_rows <= current.shape[0]:
+        return
+    recipe = model._recipe()
+    init_rng, _ = _streams(model)
+    fill = 1.0 if side == "user" else 0.0
+    extra = uniform_factors(init_rng, n_rows - current.shape[0], recipe.factors,
+                            int(model._has_bias_column), recipe.init_scale, fill)
+    setattr(model, f"_{side}_factors", np.concatenate([current, extra]))
+    state = model._opt_state
+    setattr(state, side, getattr(state, side).grown(n_rows))

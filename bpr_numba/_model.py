@@ -1,0 +1,276 @@
+"""``FactorModel``: what every fitted model serves from its factors.
+
+A model scores a pair by ``user_factors[u] @ item_factors[i]``; BPR learns
+the factors, Popularity's are a column of ones and the item popularity. On
+that one idea this base class builds everything a fitted model answers:
+raw ids (``user_map_``/``item_map_`` of a model fitted on
+:class:`~bpr_numba.Interactions`), ``predict``, ``recommend``,
+``similar_items``/``similar_users`` and the save/load glue. Subclasses provide
+``user_factors``/``item_factors`` and, for persistence, ``_restore``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation as v
+from ._scoring import recommend_for, similar_items_topk
+from .data import IdMap, Interactions
+from .persistence import load_arrays, save_arrays
+
+
+class FactorModel:
+    """Base of the models: raw ids, predict, recommend, similar_*, save/load."""
+
+    user_map_ = None
+    item_map_ = None
+    #: How to fit, said by the not-fitted error.
+    _fit_hint = "call fit()"
+
+    # ----------------------------------------------------------------- state
+    @property
+    def n_users(self):
+        """Number of users of the fitted model."""
+        self._check_fitted()
+        return self.user_factors.shape[0]
+
+    @property
+    def n_items(self):
+        """Number of items of the fitted model."""
+        self._check_fitted()
+        return self.item_factors.shape[0]
+
+    def _check_fitted(self):
+        if self.user_factors is None:
+            raise v.NotFittedError(
+                f"This {type(self).__name__} model is not fitted yet: {self._fit_hint}."
+            )
+
+    def _num_threads(self):
+        """Threads of the serving kernels (0: all)."""
+        return 0
+
+    # --------------------------------------------------------------- raw ids
+    def _adopt_id_maps(self, interactions):
+        """fit: the id maps of ``interactions``, or None for a plain matrix."""
+        maps = v.id_maps(interactions) if isinstance(interactions, Interactions) else None
+        self.user_map_, self.item_map_ = maps if maps is not None else (None, None)
+
+    def _check_same_ids(self, interactions, name):
+        """Refuse an ``Interactions`` whose id maps differ from the model's."""
+        v.check_same_ids(interactions, self, name)
+
+    def _id_map(self, side):
+        id_map = getattr(self, f"{side}_map_", None)
+        if id_map is None:
+            raise ValueError(
+                f"raw_ids=True needs raw {side} ids, which a model gets when fitted on "
+                "bpr_numba.Interactions; this one was fitted on a matrix, so pass indices."
+            )
+        return id_map
+
+    def _to_index(self, ids, side, name, raw_ids):
+        """``ids`` unchanged, or mapped from raw ids when ``raw_ids``."""
+        if not raw_ids or ids is None:
+            return ids
+        try:
+            return self._id_map(side).to_index(ids, name)
+        except KeyError as exc:
+            raise v.UnknownIdError(exc.args[0]) from None
+
+    def _to_raw(self, ids, side, raw_ids):
+        """Indices unchanged, or their raw ids when ``raw_ids`` (padding -1 stays -1 / "")."""
+        return self._id_map(side).to_raw(ids) if raw_ids else ids
+
+    # --------------------------------------------------------------- answers
+    def predict(self, user_ids, item_ids, *, raw_ids=False):
+        """Scores of the pairs ``(user_ids[k], item_ids[k])``.
+
+        Parameters
+        ----------
+        user_ids, item_ids : int or array-like of int, shape (n,)
+        raw_ids : bool
+            The ids are raw ids of the Interactions the model was fitted on.
+
+        Returns
+        -------
+        float32 or ndarray of float32, shape (n,)
+        """
+        self._check_fitted()
+        user_ids = self._to_index(user_ids, "user", "user_ids", raw_ids)
+        item_ids = self._to_index(item_ids, "item", "item_ids", raw_ids)
+        user_factors, item_factors = self.user_factors, self.item_factors
+        users, scalar_u = v.check_ids(user_ids, "user_ids", user_factors.shape[0], "users")
+        items, scalar_i = v.check_ids(item_ids, "item_ids", item_factors.shape[0], "items")
+        if users.size != items.size:
+            raise ValueError(
+                f"user_ids and item_ids must have one length; got {users.size} and {items.size}."
+            )
+        scores = np.einsum("ij,ij->i", user_factors[users], item_factors[items],
+                           dtype=np.float32)
+        return scores[0] if scalar_u and scalar_i else scores
+
+    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
+                  filter_items=None, items=None, *, raw_ids=False):
+        """Best ``N`` items for one user or several, by score.
+
+        Parameters
+        ----------
+        userid : int or array-like of int
+        user_items : scipy.sparse matrix, optional
+            Either one row per id in ``userid`` (implicit's convention) or the
+            whole users x items matrix (rows picked by ``userid``); needed when
+            ``filter_already_liked_items`` is True.
+        N : int
+        filter_already_liked_items : bool
+            Leave out the items in the user's row of ``user_items``.
+        filter_items : array-like of int, optional
+            Items never recommended.
+        items : array-like of int, optional
+            Rank only these items.
+        raw_ids : bool
+            ``userid``, ``filter_items`` and ``items`` are raw ids of the
+            Interactions the model was fitted on, and the answer is in raw item
+            ids (padding: -1 for int ids, "" for str ids; where -1 or "" is also
+            a real id, the padding is told apart by its score, -inf).
+
+        Returns
+        -------
+        ids : ndarray of int32 (raw ids with ``raw_ids``)
+        scores : ndarray of float32
+            For a scalar ``userid``, 1-D arrays of at most ``N`` items; for an
+            array, 2-D arrays of shape (n, N) padded with id -1 and score -inf.
+            Sorted by score (ties by item id).
+        """
+        self._check_fitted()
+        self._check_same_ids(user_items, "user_items")
+        userid = self._to_index(userid, "user", "userid", raw_ids)
+        filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
+        items = self._to_index(items, "item", "items", raw_ids)
+        ids, scores = recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
+                                    filter_already_liked_items, filter_items, items,
+                                    num_threads=self._num_threads())
+        return self._to_raw(ids, "item", raw_ids), scores
+
+    def similar_items(self, itemid, N=10, filter_items=None, items=None, *, filter_self=True,
+                      raw_ids=False):
+        """Items most similar to ``itemid`` by cosine similarity of the item factors.
+
+        Shapes follow :meth:`recommend`.
+
+        Parameters
+        ----------
+        itemid : int or array-like of int
+        N : int
+        filter_items, items : array-like of int, optional
+            Items never returned; the only items returned.
+        filter_self : bool
+            Leave the item itself out (default); False returns it too, first
+            with similarity 1 (implicit's behaviour).
+        raw_ids : bool
+            Ids in and out are raw item ids (see :meth:`recommend`).
+
+        Returns
+        -------
+        ids : ndarray of int32
+        scores : ndarray of float32
+        """
+        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids)
+
+    def similar_users(self, userid, N=10, filter_users=None, users=None, *, filter_self=True,
+                      raw_ids=False):
+        """Users most similar to ``userid`` by cosine similarity of the user factors.
+
+        Arguments and shapes mirror :meth:`similar_items`, with users in place of items.
+        """
+        return self._similar("user", userid, N, filter_users, users, filter_self, raw_ids)
+
+    def _similarity_factors(self, side):
+        """The factors whose cosine is the similarity (subclasses drop constant columns)."""
+        return self.user_factors if side == "user" else self.item_factors
+
+    def _similar(self, side, query, N, filter_ids, candidates, filter_self, raw_ids):
+        self._check_fitted()
+        query = self._to_index(query, side, f"{side}id", raw_ids)
+        filter_ids = self._to_index(filter_ids, side, f"filter_{side}s", raw_ids)
+        candidates = self._to_index(candidates, side, f"{side}s", raw_ids)
+        factors = self._similarity_factors(side)
+        query, scalar = v.check_ids(query, f"{side}id", factors.shape[0], f"{side}s")
+        for ids, name in ((filter_ids, f"filter_{side}s"), (candidates, f"{side}s")):
+            if ids is not None:
+                v.check_ids(ids, name, factors.shape[0], f"{side}s")
+        N = v.check_positive_int(N, "N")
+        filter_self = v.check_bool(filter_self, "filter_self")
+        ids, scores = similar_items_topk(factors, query, N, filter_ids, candidates,
+                                         exclude_self=filter_self,
+                                         num_threads=self._num_threads())
+        if scalar:
+            keep = ids[0] >= 0
+            ids, scores = ids[0][keep], scores[0][keep]
+        return self._to_raw(ids, side, raw_ids), scores
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the model to one ``.npz`` file, atomically (no pickle).
+
+        The file holds a format version, the model's class and parameters as
+        JSON, the factors and the raw ids; see :mod:`bpr_numba.persistence`.
+        """
+        self._check_fitted()
+        params = self.get_params()
+        if not isinstance(params.get("random_state"), (int, type(None))):
+            params["random_state"] = None  # Generators and the like are not JSON
+        extra = {"model": type(self).__name__, **self._header_extra()}
+        arrays = {}
+        for side in ("user", "item"):
+            id_map = getattr(self, f"{side}_map_", None)
+            if id_map is not None:
+                arrays[f"{side}_ids"] = id_map.ids
+        save_arrays(path, params, self.user_factors, self.item_factors, extra, arrays)
+
+    def _header_extra(self):
+        """More JSON header entries of the subclass."""
+        return {}
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Truncated, damaged, foreign or newer-version files, or a file of
+            another model class.
+        """
+        header, users, items, arrays = load_arrays(path)
+        kind = header.get("model", "BPR")  # format 2 files before the field held BPR only
+        if kind != cls.__name__:
+            raise ValueError(f"{path} holds a {kind} model; load it with {kind}.load().")
+        try:
+            model = cls(**header["params"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path} holds invalid parameters: {exc}") from exc
+        model._restore(users, items, header, path)
+        for side, n in (("user", users.shape[0]), ("item", items.shape[0])):
+            ids = arrays.get(f"{side}_ids")
+            if ids is not None:
+                try:
+                    id_map = IdMap(ids)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{path} is damaged: its {side} ids are invalid ({exc}).") \
+                        from exc
+                if len(id_map) != n:
+                    raise ValueError(
+                        f"{path} is damaged: {len(id_map)} {side} ids for {n} {side} rows."
+                    )
+                setattr(model, f"{side}_map_", id_map)
+        return model
+
+    def _restore(self, user_factors, item_factors, header, path):
+        """Take the factors and header entries read from ``path`` by :meth:`load`.
+
+        Raises ValueError naming ``path`` for invalid parameters or damaged contents.
+        """
+        raise NotImplementedError

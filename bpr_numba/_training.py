@@ -1,0 +1,593 @@
+"""Training: the checked recipe, the optimiser state, one trainer per mode and THE epoch loop.
+
+- :class:`Recipe`: the estimator's parameters, checked once per entry point.
+- :class:`OptimizerState`: the optimiser's arrays, one :class:`SideState`
+  per side (users, items), named for what they hold.
+- :class:`HogwildTrainer` (per-sample updates, the fast mode) and
+  :class:`DenseAdamTrainer` (exact mini-batches and Keras's dense Adam):
+  the mode is chosen once, by :func:`trainer_for`.
+- :func:`run_epochs`: the one epoch loop (validation scoring, patience and
+  restore of the best epoch, callbacks, progress bar, Ctrl-C) used by
+  ``fit``, ``fit_partial``, ``fit_triplets``, fold-in and the CLI.
+
+What an epoch is: one pass over all training positives, each paired with a
+fresh negative. The order is cache-friendly: users are visited in a freshly
+shuffled order, and each user's positives in a freshly shuffled order (inside
+the kernel), so the user's row stays in cache while its samples are
+processed. The pass is cut into ``N_CHUNKS`` chunks of about equal sample
+counts at user boundaries; chunk ``c`` owns random state ``states[c]``, so
+with one thread the run is bit-for-bit reproducible whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import _validation as v
+from ._kernels.dense_adam import dense_adam_batches
+from ._kernels.hogwild import UPDATE_ALL, train_epoch_chunks
+from ._kernels.losses import LOSSES
+from ._kernels.optim import OPTIMIZERS
+from ._kernels.sampling import NEGATIVES
+from ._runtime import as_seed_sequence, threads
+from ._scoring import evaluate_factors, mean_over_users, metric_codes
+
+# Chunks per epoch: fixed, so the random streams do not depend on the threads.
+N_CHUNKS = 256
+# Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
+SAMPLES_PER_CALL = 2_000_000
+# Triplets per dense-adam kernel call, for the same reason.
+TRIPLETS_PER_CALL = 200_000
+# Used when learning_rate is None: the optimiser's own default.
+DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.08, "adam": 0.01, "dense-adam": 0.001,
+                          "rowwise-adagrad": 0.08}
+# Fixed constants of the per-sample optimisers (beta_1, beta_2 and epsilon
+# are dense-adam's parameters only).
+LAZY_BETA_1 = 0.9
+LAZY_BETA_2 = 0.999
+LAZY_EPSILON = 1e-8
+
+
+def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):
+    """Table of Adam's bias correction ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` by step.
+
+    The table ends where the correction is 1 within ``epsilon``, so the kernel
+    looks up a value instead of calling ``pow`` twice per row update.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_steps,)
+        Entry 0 is unused (steps start at 1).
+    """
+    if beta_2 <= 0.0:
+        n_steps = 2
+    else:
+        n_steps = int(np.ceil(np.log(epsilon) / np.log(max(beta_1, beta_2)))) + 2
+    t = np.arange(n_steps, dtype=np.float64)
+    t[0] = 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+    return table.astype(np.float32)
+
+
+LAZY_ADAM_ALPHA = adam_bias_correction(LAZY_BETA_1, LAZY_BETA_2)
+
+
+# ------------------------------------------------------------------ recipe
+@dataclass(frozen=True)
+class Recipe:
+    """The estimator's parameters, checked: what a training run is made of."""
+
+    factors: int
+    loss: str
+    optimizer: str
+    learning_rate: float
+    regularization: float
+    epochs: int
+    negatives: str
+    negative_candidates: int
+    item_bias: bool
+    use_weights: bool
+    batch_size: int
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    init_scale: float
+    num_threads: int
+
+    @classmethod
+    def check(cls, params):
+        """Validate the constructor parameters ``params`` (a dict); return a Recipe."""
+        optimizer = v.check_choice(params["optimizer"], "optimizer", list(OPTIMIZERS))
+        learning_rate = params["learning_rate"]
+        recipe = cls(
+            factors=v.check_positive_int(params["factors"], "factors"),
+            loss=v.check_choice(params["loss"], "loss", list(LOSSES)),
+            optimizer=optimizer,
+            learning_rate=(DEFAULT_LEARNING_RATES[optimizer] if learning_rate is None else
+                           v.check_float(learning_rate, "learning_rate", low=0.0,
+                                         low_inclusive=False)),
+            regularization=v.check_float(params["regularization"], "regularization", low=0.0),
+            epochs=v.check_positive_int(params["epochs"], "epochs"),
+            negatives=v.check_choice(params["negatives"], "negatives", list(NEGATIVES)),
+            negative_candidates=v.check_positive_int(params["negative_candidates"],
+                                                     "negative_candidates"),
+            item_bias=v.check_bool(params["item_bias"], "item_bias"),
+            use_weights=v.check_bool(params["use_weights"], "use_weights"),
+            batch_size=v.check_positive_int(params["batch_size"], "batch_size"),
+            beta_1=v.check_float(params["beta_1"], "beta_1", low=0.0, high=1.0,
+                                 high_inclusive=False),
+            beta_2=v.check_float(params["beta_2"], "beta_2", low=0.0, high=1.0,
+                                 high_inclusive=False),
+            epsilon=v.check_float(params["epsilon"], "epsilon", low=0.0, low_inclusive=False),
+            init_scale=v.check_float(params["init_scale"], "init_scale", low=0.0),
+            num_threads=v.check_nonneg_int(params["num_threads"], "num_threads"),
+        )
+        as_seed_sequence(params["random_state"])  # type check only
+        trainer_for(recipe).check(recipe)
+        return recipe
+
+    @property
+    def keras_mode(self):
+        """Whether this recipe trains the Keras-compatible mode (dense Adam)."""
+        return self.optimizer == "dense-adam"
+
+
+# ----------------------------------------------------------- optimiser state
+def _empty_2d():
+    return np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class SideState:
+    """Optimiser state of one side's factor rows; unused arrays are empty placeholders.
+
+    Attributes
+    ----------
+    adagrad_sum_sq : ndarray of float32, shape (n, f), (n, 1) or (0, 0)
+        Adagrad's sums of squared gradients (per element, or per row for
+        "rowwise-adagrad").
+    adam_m, adam_v : ndarray of float32, shape (n, f) or (0, 0)
+        Adam's moments (lazy Adam and dense Adam).
+    adam_t : ndarray of int64, shape (n,) or (0,)
+        Lazy Adam's step count per row.
+    grad : ndarray of float32, shape (n, f) or (0, 0)
+        Dense Adam's batch gradient accumulator.
+    """
+
+    adagrad_sum_sq: np.ndarray = field(default_factory=_empty_2d)
+    adam_m: np.ndarray = field(default_factory=_empty_2d)
+    adam_v: np.ndarray = field(default_factory=_empty_2d)
+    adam_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    grad: np.ndarray = field(default_factory=_empty_2d)
+
+    @classmethod
+    def fresh(cls, optimizer, shape):
+        """Zeroed state of ``optimizer`` for factors of ``shape``; (0, 0): none (fold-in)."""
+        n, f = shape
+        if n == 0 or optimizer == "sgd":
+            return cls()
+        if optimizer == "adagrad":
+            return cls(adagrad_sum_sq=np.zeros((n, f), np.float32))
+        if optimizer == "rowwise-adagrad":
+            return cls(adagrad_sum_sq=np.zeros((n, 1), np.float32))
+        moments = dict(adam_m=np.zeros((n, f), np.float32), adam_v=np.zeros((n, f), np.float32))
+        if optimizer == "adam":
+            return cls(adam_t=np.zeros(n, np.int64), **moments)
+        return cls(grad=np.zeros((n, f), np.float32), **moments)
+
+    def grown(self, n_rows):
+        """This state with zero rows appended up to ``n_rows`` rows (arrays in use only)."""
+        out = {}
+        for f in fields(self):
+            array = getattr(self, f.name)
+            if array.size and array.shape[0] < n_rows:
+                extra = np.zeros((n_rows - array.shape[0],) + array.shape[1:], array.dtype)
+                array = np.concatenate([array, extra])
+            out[f.name] = array
+        return SideState(**out)
+
+    def arrays(self):
+        """The arrays in use, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name).size}
+
+
+@dataclass
+class OptimizerState:
+    """The optimiser's state: one :class:`SideState` per side, and dense Adam's step."""
+
+    optimizer: str
+    user: SideState
+    item: SideState
+    step: np.ndarray  # int64, shape (1,): dense Adam's global step count
+
+    @classmethod
+    def fresh(cls, optimizer, user_shape, item_shape):
+        """Zeroed state for factor matrices of these shapes ((0, 0): that side is fixed)."""
+        return cls(optimizer, SideState.fresh(optimizer, user_shape),
+                   SideState.fresh(optimizer, item_shape), np.zeros(1, np.int64))
+
+    def arrays(self):
+        """Every array in use, named ``user_<name>`` / ``item_<name>``."""
+        return {f"{side}_{name}": a for side in ("user", "item")
+                for name, a in getattr(self, side).arrays().items()}
+
+
+# ----------------------------------------------------------------- trainers
+def plan_epoch(row_lengths, trainable_users, rng, n_chunks=N_CHUNKS):
+    """Shuffle the users and cut the epoch into chunks of about equal sample counts.
+
+    Parameters
+    ----------
+    row_lengths : ndarray of int64, shape (n_users,)
+    trainable_users : ndarray of int64
+        Users with at least one positive.
+    rng : numpy.random.Generator
+    n_chunks : int
+
+    Returns
+    -------
+    user_order : ndarray of int64
+    chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
+        Offsets into ``user_order``; empty chunks are allowed.
+    """
+    user_order = rng.permutation(trainable_users).astype(np.int64)
+    cumulative = np.cumsum(row_lengths[user_order])
+    total = cumulative[-1] if cumulative.size else 0
+    targets = (np.arange(1, n_chunks, dtype=np.float64) * total / n_chunks)
+    cuts = np.searchsorted(cumulative, targets, side="left") + 1
+    cuts = np.minimum(cuts, user_order.size)
+    chunk_bounds = np.concatenate(([0], cuts, [user_order.size])).astype(np.int64)
+    return user_order, chunk_bounds
+
+
+def call_slices(chunk_bounds, row_lengths, user_order, samples_per_call=SAMPLES_PER_CALL):
+    """Group consecutive chunks into kernel calls of at most ``samples_per_call`` samples.
+
+    Returns a list of ``(first_chunk, end_chunk)`` pairs covering all chunks.
+    """
+    n_chunks = chunk_bounds.size - 1
+    cumulative = np.concatenate(([0], np.cumsum(row_lengths[user_order])))
+    samples_before = cumulative[chunk_bounds]
+    slices = []
+    first = 0
+    for c in range(1, n_chunks + 1):
+        if samples_before[c] - samples_before[first] >= samples_per_call or c == n_chunks:
+            slices.append((first, c))
+            first = c
+    return slices
+
+
+class Interrupt:
+    """Ctrl-C during a run: the first finishes the epoch, a second stops at once.
+
+    A compiled kernel cannot be interrupted: Ctrl-C arrives when a kernel call
+    returns, so epochs are sliced into calls. Finishing the epoch keeps the
+    factors of a completed epoch without a copy of them.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    def run(self, calls, epoch):
+        """Run an epoch's kernel calls (callables) under this policy."""
+        for call in calls:
+            try:
+                call()
+            except KeyboardInterrupt:
+                if self.requested:
+                    warnings.warn(
+                        f"training stopped during epoch {epoch}: the factors are those of a "
+                        f"partly trained epoch (n_epochs_done_ = {epoch - 1}).",
+                        RuntimeWarning, stacklevel=5)
+                    raise
+                self.requested = True
+                warnings.warn(
+                    f"Ctrl-C: finishing epoch {epoch} first; press Ctrl-C again to stop at once.",
+                    RuntimeWarning, stacklevel=5)
+
+
+def _diverged(what, epoch, n_refused, recipe, keeps):
+    return v.TrainingDivergedError(
+        f"{what} diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite loss "
+        f"or a step that would have made factors non-finite; lower learning_rate "
+        f"({recipe.learning_rate}) or raise regularization. {keeps}"
+    )
+
+
+class HogwildTrainer:
+    """The fast mode: per-sample updates in parallel without locks, lazy optimiser state."""
+
+    supports_fold_in = True
+
+    def __init__(self, recipe, has_bias_column):
+        self.recipe = recipe
+        self.has_bias_column = has_bias_column
+        self._warned_skipped = False
+
+    @staticmethod
+    def check(recipe):
+        """Refuse parameter combinations this mode cannot train (none today)."""
+
+    def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
+              update_mask=UPDATE_ALL):
+        """One epoch of the kernel over the rows of ``X``; returns the totals.
+
+        ``user_factors``/``item_factors`` and ``state`` may be the model's own
+        or stand-ins (fold-in); ``update_mask`` says which rows move.
+
+        Returns
+        -------
+        ndarray of float64, shape (4,)
+            Loss sum, samples trained, skipped (no negative), refused (divergence).
+        """
+        r = self.recipe
+        order_rng, chunk_states = streams
+        row_lengths = np.diff(X.indptr)
+        trainable = np.flatnonzero(row_lengths).astype(np.int64)
+        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, order_rng)
+        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
+        f32 = np.float32
+        totals = np.zeros(4)
+        u, i = state.user, state.item
+
+        def call(first, end):
+            with threads(r.num_threads):
+                out = train_epoch_chunks(
+                    X.indptr, X.indices, weights, user_order, chunk_bounds[first:end + 1],
+                    user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
+                    u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
+                    chunk_states[first:end], LAZY_ADAM_ALPHA,
+                    LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
+                    n_user_cols, r.negative_candidates, update_mask, f32(r.learning_rate),
+                    f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
+                    f32(LAZY_EPSILON))
+            totals[:] += [float(a.sum()) for a in out]
+
+        slices = call_slices(chunk_bounds, row_lengths, user_order)
+        interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
+        return totals
+
+    def record(self, totals, epoch, what="training", keeps=None):
+        """The epoch's history record from the kernel totals; raises on divergence."""
+        loss_sum, n_trained, n_skipped, n_refused = totals
+        if n_refused:
+            raise _diverged(what, epoch, n_refused, self.recipe, keeps or (
+                "Those steps were not applied: the model keeps its last finite factors "
+                f"(n_epochs_done_ = {epoch - 1})."))
+        n_trained, n_skipped = int(n_trained), int(n_skipped)
+        if n_trained == 0:
+            raise ValueError(
+                "no training sample has a negative: every user with positives has every item; "
+                "use negatives='uniform' or add items."
+            )
+        if n_skipped and not self._warned_skipped:
+            warnings.warn(
+                f"{n_skipped} samples were skipped in this epoch: their users have every item, "
+                "so negatives='unseen' finds no negative for them.", RuntimeWarning, stacklevel=7)
+            self._warned_skipped = True
+        return {"loss": loss_sum / n_trained, "skipped": n_skipped}
+
+    def train_epoch(self, model, X, weights, interrupt, epoch):
+        """One epoch on the model's own factors; returns its history record."""
+        totals = self.epoch(X, weights, model._user_factors, model._item_factors,
+                            model._opt_state, model._streams, interrupt, epoch)
+        return self.record(totals, epoch)
+
+
+class DenseAdamTrainer:
+    """The Keras-compatible mode: exact mini-batches, Keras's dense Adam on every row."""
+
+    supports_fold_in = False
+
+    def __init__(self, recipe, has_bias_column):
+        self.recipe = recipe
+
+    @staticmethod
+    def check(recipe):
+        """Refuse what the Keras model does not have."""
+        if recipe.use_weights:
+            raise ValueError(
+                "use_weights=True is not available with optimizer='dense-adam' (the Keras "
+                "model weighs every sample alike); set use_weights=False."
+            )
+        if recipe.item_bias:
+            raise ValueError(
+                "item_bias=True is not available with optimizer='dense-adam' (the Keras "
+                "model has no bias); set item_bias=False."
+            )
+        if recipe.negatives != "uniform" or recipe.negative_candidates != 1:
+            raise ValueError(
+                "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
+                f"got negatives={recipe.negatives!r} and negative_candidates="
+                f"{recipe.negative_candidates}, expected 'uniform' and 1."
+            )
+
+    def triplets(self, model, users, positives, negatives, interrupt, epoch):
+        """Train on these triplets in this order; returns the loss sum.
+
+        Dense Adam moves every row at every step, so a copy of the factors is
+        kept to fall back on if a step overflows (the model is small).
+        """
+        r = self.recipe
+        s = model._opt_state
+        snapshot = (model._user_factors.copy(), model._item_factors.copy())
+        f32 = np.float32
+        n = users.size
+        batch_starts = np.append(np.arange(0, n, r.batch_size, dtype=np.int64), np.int64(n))
+        batches_per_call = max(1, TRIPLETS_PER_CALL // r.batch_size)
+        loss_sum = [0.0]
+
+        def call(first):
+            bounds = batch_starts[first:first + batches_per_call + 1]
+            with threads(r.num_threads):
+                loss_sum[0] += dense_adam_batches(
+                    users, positives, negatives, bounds, model._user_factors,
+                    model._item_factors, s.user.grad, s.item.grad, s.user.adam_m,
+                    s.user.adam_v, s.item.adam_m, s.item.adam_v, s.step, LOSSES[r.loss],
+                    f32(r.learning_rate), f32(r.regularization), f32(r.beta_1), f32(r.beta_2),
+                    f32(r.epsilon))
+
+        interrupt.run((lambda a=a: call(a)
+                       for a in range(0, batch_starts.size - 1, batches_per_call)), epoch)
+        bad = [name for name, a in (("user", model._user_factors), ("item", model._item_factors))
+               if not np.isfinite(a).all()]
+        if bad:
+            model._user_factors, model._item_factors = snapshot
+            model._reset_optimizer_state()
+            raise v.TrainingDivergedError(
+                f"training diverged at epoch {epoch} (non-finite {' and '.join(bad)} factors); "
+                f"lower learning_rate ({r.learning_rate}) or raise regularization. "
+                f"The model keeps the factors of epoch {epoch - 1}; its optimiser state is reset."
+            )
+        return loss_sum[0]
+
+    def train_epoch(self, model, X, weights, interrupt, epoch):
+        """One epoch: every positive once with a uniform negative, in a shuffled order."""
+        rng = model._streams[0]
+        users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        positives = X.indices.astype(np.int64)
+        negatives = rng.integers(0, X.shape[1], size=users.size, dtype=np.int64)
+        order = rng.permutation(users.size)
+        loss_sum = self.triplets(model, users[order], positives[order], negatives[order],
+                                 interrupt, epoch)
+        return {"loss": loss_sum / users.size, "skipped": 0}
+
+
+def trainer_for(recipe, has_bias_column=False):
+    """The trainer of the recipe's mode (chosen here, once)."""
+    cls = DenseAdamTrainer if recipe.keras_mode else HogwildTrainer
+    return cls(recipe, has_bias_column)
+
+
+# --------------------------------------------------------------- epoch loop
+class Validation:
+    """Held-out positives scored after every epoch, checked once at the start.
+
+    The training positives are removed from the candidates, except for
+    ``"full_auc"`` (the notebook's metric, where they count as negatives).
+    """
+
+    def __init__(self, validation, X, metric):
+        val = v.check_interactions(validation, "validation", allow_empty=True)
+        if val.shape != X.shape:
+            raise ValueError(
+                f"validation has shape {val.shape}, but interactions have shape {X.shape}; "
+                "expected the same users and items."
+            )
+        self.metric = metric
+        _, self.codes, self.ks = metric_codes(metric)
+        self.test = val
+        self.train = None if metric == "full_auc" else X
+        if self.train is not None:
+            v.check_disjoint(val, X)
+
+    def score(self, user_factors, item_factors, num_threads):
+        """The metric of these factors (higher is better)."""
+        n_users = user_factors.shape[0]
+        train_indptr, train_indices = ((np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32))
+                                       if self.train is None else
+                                       (self.train.indptr, self.train.indices))
+        with threads(num_threads):
+            values = evaluate_factors(user_factors, item_factors, self.test.indptr,
+                                      self.test.indices, train_indptr, train_indices,
+                                      self.codes, self.ks)
+        return mean_over_users(values[:, 0], self.metric, self.test, self.train is not None)
+
+
+@dataclass
+class LoopOptions:
+    """What the epoch loop does besides training: checked once, at the entry point."""
+
+    validation: Validation | None = None
+    patience: int | None = None
+    callbacks: tuple = ()
+    show_progress: bool = False
+
+    @classmethod
+    def check(cls, X, validation, metric, patience, callbacks, show_progress):
+        opts = cls(show_progress=bool(show_progress))
+        if validation is not None:
+            opts.validation = Validation(validation, X, metric)
+            if patience is not None:
+                opts.patience = v.check_positive_int(patience, "patience")
+        if callbacks is not None:
+            if callable(callbacks):
+                callbacks = [callbacks]
+            for cb in callbacks:
+                if not callable(cb):
+                    raise TypeError(f"callbacks must be callables; got {cb!r}.")
+            opts.callbacks = tuple(callbacks)
+        return opts
+
+
+def run_epochs(model, epochs, train_epoch, options=None, num_threads=0, desc="BPR"):
+    """THE epoch loop: train ``epochs`` epochs of ``model`` with ``train_epoch``.
+
+    ``train_epoch(interrupt, epoch)`` trains one epoch and returns its record
+    (``loss``, ``skipped``); it raises on divergence. After every epoch the
+    loop times it, scores the validation metric, appends the record to
+    ``model.history_``, advances ``model.n_epochs_done_``, calls the callbacks
+    (``callback(epoch, record)``; False stops), applies patience and honours a
+    Ctrl-C that asked to finish the epoch. With validation and patience the
+    factors of the best epoch are restored at the end (a copy of the factors
+    is kept for that); ``model.best_epoch_`` names the best epoch.
+
+    ``model`` needs ``history_``, ``n_epochs_done_`` and the factor attributes
+    ``_user_factors``/``_item_factors`` (fold-in passes a stand-in).
+    """
+    options = options or LoopOptions()
+    best = None
+    waited = 0
+    bar = tqdm(total=epochs, desc=desc, unit="epoch",
+               disable=None if options.show_progress else True, leave=False)
+    try:
+        for _ in range(epochs):
+            epoch = model.n_epochs_done_ + 1
+            start = time.perf_counter()
+            interrupt = Interrupt()
+            record = train_epoch(interrupt, epoch)
+            record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
+            model.n_epochs_done_ = epoch
+            val = options.validation
+            if val is not None:
+                record[val.metric] = val.score(model._user_factors, model._item_factors,
+                                               num_threads)
+            model.history_.append(record)
+            bar.update(1)
+            bar.set_postfix({k: round(x, 4) for k, x in record.items()
+                             if k not in ("epoch", "skipped", "seconds")})
+            stop = False
+            for cb in options.callbacks:
+                if cb(epoch, record) is False:
+                    stop = True
+            if val is not None:
+                score = record[val.metric]
+                if best is None or score > best[0]:
+                    best = (score, epoch, model._user_factors.copy(), model._item_factors.copy())
+                    waited = 0
+                else:
+                    waited += 1
+                    if options.patience is not None and waited >= options.patience:
+                        stop = True
+            if interrupt.requested:
+                warnings.warn(
+                    f"training interrupted: epoch {epoch} was finished first, so the model "
+                    f"keeps the factors of a completed epoch (n_epochs_done_ = {epoch}).",
+                    RuntimeWarning, stacklevel=4)
+                raise KeyboardInterrupt
+            if stop:
+                break
+    finally:
+        bar.close()
+    if best is not None:
+        model.best_epoch_ = best[1]
+        if options.patience is not None and best[1] != model.n_epochs_done_:
+            model._user_factors, model._item_factors = best[2], best[3]
+    return model
