@@ -18,11 +18,11 @@ Measures, with 1 and 2 (``--threads``) Numba threads:
     larger than the last-level cache: the latency / memory-parallelism roof
     that random item rows meet.
 (d) in-cache cost of the kernel's own pieces, called from a Numba loop on
-    L1-resident rows: ``bpr_numba._train.dot``, ``_optim.apply_row_update``
-    (sgd, adagrad, adam), ``_sampling.draw_negative`` (unseen, on a synthetic
+    L1-resident rows: ``bpr_numba._train._dot``, ``_optim._apply_row_update``
+    (sgd, adagrad, adam), ``_sampling._draw_negative`` (unseen, on a synthetic
     CSR with the benchmark's items and positives per user), ``_losses``.
 
-Then a per-sample model of ``train_epoch_chunks`` (bytes and flops for each
+Then a per-sample model of ``_train_epoch_chunks`` (bytes and flops for each
 factors x optimizer x negative candidates) gives bounds on samples/s:
 
 * bandwidth bounds: bytes per sample (rounded up to the 64-byte lines a random
@@ -105,7 +105,7 @@ def _nb_triad(a, b, c, s, n_rep, n_par):
 
 @njit(parallel=True, cache=False)
 def _dot_short_strict(A, B, n_iter, n_par):
-    """Dot products of rows, summed as the kernel's dot does (one serial chain)."""
+    """Dot products of rows, summed as the kernel's _dot does (one serial chain)."""
     mask = A.shape[0] - 1
     out = np.zeros(n_par, np.float32)
     for p in prange(n_par):
@@ -230,11 +230,11 @@ def _component_kernels():
     reference-count updates of their array arguments per call (about 100 ns),
     which the kernel does not pay.
     """
-    from bpr_numba._losses import loss_and_grad
-    from bpr_numba._optim import apply_row_update
-    from bpr_numba._rng import next_below
-    from bpr_numba._sampling import draw_negative
-    from bpr_numba._train import dot
+    from bpr_numba._losses import _loss_and_grad
+    from bpr_numba._optim import _apply_row_update
+    from bpr_numba._rng import _next_below
+    from bpr_numba._sampling import _draw_negative
+    from bpr_numba._train import _dot
 
     @njit(parallel=True, cache=False)
     def dot_loop(U, V, n_iter):
@@ -243,7 +243,7 @@ def _component_kernels():
         for p in prange(1):
             acc = np.float32(0.0)
             for r in range(n_iter):
-                acc += dot(U, r & mask, V, (r * 7) & mask)
+                acc += _dot(U, r & mask, V, (r * 7) & mask)
             out[p] = acc
         return out
 
@@ -278,7 +278,7 @@ def _component_kernels():
         for p in prange(1):
             scratch = np.empty((3, P.shape[1]), np.float32)
             for r in range(n_iter):
-                apply_row_update(opt_code, P, (r * 7) & mask, grad, P.shape[1], sum_sq, m, v, t,
+                _apply_row_update(opt_code, P, (r * 7) & mask, grad, P.shape[1], sum_sq, m, v, t,
                                   alpha, lr, np.float32(0.9), np.float32(0.999),
                                   np.float32(1e-8), scratch)
         return P[0, 0]
@@ -294,8 +294,8 @@ def _component_kernels():
             # here it stays empty, so each draw costs one bit test.
             seen = np.zeros((n_items + 63) // 64, np.uint64)
             for r in range(n_iter):
-                state, u = next_below(state, n_users)
-                state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                state, u = _next_below(state, n_users)
+                state, j = _draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                 acc += j
             out[p] = acc
         return out
@@ -307,7 +307,7 @@ def _component_kernels():
             state = state0
             acc = 0
             for r in range(n_iter):
-                state, b = next_below(state, r + 2)
+                state, b = _next_below(state, r + 2)
                 acc += b
             out[p] = acc
         return out
@@ -318,7 +318,7 @@ def _component_kernels():
         for p in prange(1):
             acc = 0.0
             for r in range(n_iter):
-                value, dx = loss_and_grad(0, (r % 1000) * 0.01 - 5.0)
+                value, dx = _loss_and_grad(0, (r % 1000) * 0.01 - 5.0)
                 acc += value + dx
             out[p] = acc
         return out
@@ -571,7 +571,7 @@ def measure_components(columns, n_items, per_user, repeats, target_s):
                 OPTIMIZERS[name], P, grad, *state, it, np.float32(0.01), ADAM_ALPHA))
         out["per_columns"][n_cols] = c
     # Negative draws ("unseen") on a CSR with the benchmark's items and row lengths;
-    # each call also draws the user (one next_below).
+    # each call also draws the user (one _next_below).
     n_users = 4000
     per_train = max(1, int(round(per_user)))
     X = check_interactions(make_synthetic(n_users, n_items, min(n_users * per_train,
@@ -593,7 +593,7 @@ def lines_per_row(row_bytes):
 
 
 def sample_model(factors, optimizer, candidates, item_bias, per_user):
-    """Bytes and flops of one training sample of train_epoch_chunks."""
+    """Bytes and flops of one training sample of _train_epoch_chunks."""
     c = factors + (1 if item_bias else 0)
     row = c * F32
     k = candidates
@@ -749,14 +749,14 @@ def markdown(rec):
         lines += ["", "### (d) The kernel's pieces, in cache, one thread (ns per call)", "",
                   "| piece | " + " | ".join(f"{c} columns" for c in cols) + " |",
                   "| --- | " + " | ".join("---:" for _ in cols) + " |"]
-        for key, label in (("dot", "dot (a candidate's score)"),
+        for key, label in (("dot", "_dot (a candidate's score)"),
                            ("x_and_grads", "a serial x = u.(i - j) and the 3 gradient rows"),
                            ("update_sgd", "row update, sgd"), ("update_adagrad", "row update, adagrad"),
                            ("update_adam", "row update, adam (bias-correction table)")):
             lines.append(f"| {label} | " +
                          " | ".join(f"{comp['per_columns'][c][key]:.1f}" for c in cols) + " |")
         for key, label in (("draw_unseen", "negative draw, unseen (incl. one user draw)"),
-                           ("rng_next_below", "next_below (a Fisher-Yates step)"),
+                           ("rng_next_below", "_next_below (a Fisher-Yates step)"),
                            ("loss_and_grad", "loss and its derivative")):
             lines.append(f"| {label} | {comp[key]:.1f} |" + " |" * (len(cols) - 1))
     lines += ["", "### Per-sample model and bounds (samples/s)", "",
