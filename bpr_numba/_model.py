@@ -11,6 +11,8 @@ raw ids (``user_map_``/``item_map_`` of a model fitted on
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from . import _validation as v
@@ -20,12 +22,46 @@ from .persistence import load_arrays, save_arrays
 
 
 class FactorModel:
-    """Base of the models: raw ids, predict, recommend, similar_*, save/load."""
+    """Base of the models: parameters, raw ids, predict, recommend, similar_*, save/load."""
 
     user_map_ = None
     item_map_ = None
     #: How to fit, said by the not-fitted error.
     _fit_hint = "call fit()"
+
+    # ------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep=True):
+        """Return the constructor parameters as a dict (scikit-learn's contract)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ValueError. Returns self."""
+        known = self._param_names()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; known parameters: "
+                    f"{', '.join(known)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = type(self)().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
+        text = f"{type(self).__name__}({', '.join(changed)})"
+        if self.user_factors is not None and self._fitted_repr():
+            text += f" [fitted: {self._fitted_repr()}]"
+        return text
+
+    def _fitted_repr(self):
+        """What ``repr`` says of a fitted model ("" for nothing)."""
+        return ""
 
     # ----------------------------------------------------------------- state
     @property

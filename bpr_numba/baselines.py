@@ -49,25 +49,6 @@ class Popularity(FactorModel):
     def __init__(self, weighted=False):
         self.weighted = weighted
 
-    # ------------------------------------------------------------------ params
-    def get_params(self, deep=True):
-        """Return the constructor parameters as a dict (scikit-learn's contract)."""
-        return {"weighted": self.weighted}
-
-    def set_params(self, **params):
-        """Set constructor parameters; unknown names raise ValueError. Returns self."""
-        for name, value in params.items():
-            if name != "weighted":
-                raise ValueError(
-                    f"Invalid parameter {name!r} for Popularity; known parameters: weighted."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        params = "" if self.weighted is False else f"weighted={self.weighted!r}"
-        return f"Popularity({params})"
-
     # ---------------------------------------------------------------- fitting
     def fit(self, interactions, y=None):
         """Count the positives of every item in ``interactions``.

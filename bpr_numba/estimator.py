@@ -8,8 +8,6 @@ persistence to :class:`~bpr_numba._model.FactorModel`.
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from . import _foldin
@@ -127,34 +125,8 @@ class BPR(FactorModel):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ params
-    @classmethod
-    def _param_names(cls):
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
-
-    def get_params(self, deep=True):
-        """Return the constructor parameters as a dict (scikit-learn's contract)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        """Set constructor parameters; unknown names raise ValueError. Returns self."""
-        known = self._param_names()
-        for name, value in params.items():
-            if name not in known:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for BPR; known parameters: {', '.join(known)}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        defaults = BPR().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
-        text = f"BPR({', '.join(changed)})"
-        if getattr(self, "_user_factors", None) is not None:
-            text += (f" [fitted: {self.n_users} users x {self.n_items} items, "
-                     f"{self.n_epochs_done_} epochs]")
-        return text
+    def _fitted_repr(self):
+        return f"{self.n_users} users x {self.n_items} items, {self.n_epochs_done_} epochs"
 
     @classmethod
     def keras_compatible(cls, **overrides):
