@@ -1,6 +1,9 @@
 """Threads and seeds: how the Python side drives the kernels' parallelism and randomness.
 
-- :class:`threads` sets Numba's thread count for a block of kernel calls.
+- :func:`parallel_ranges` runs a GIL-free kernel over disjoint ranges of
+  tasks on a pool of threads (the training, top-N and evaluation kernels);
+- :class:`threads` sets Numba's own thread count for a block of calls of a
+  ``prange`` kernel (the Keras-compatible mode's).
 - :func:`as_seed_sequence` turns every accepted ``random_state`` into a
   ``numpy.random.SeedSequence``; :func:`as_generator` into a ``Generator``.
 - :func:`spawn_states` draws the per-chunk uint64 states the kernels' random
@@ -10,8 +13,84 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
+
+
+def thread_count(num_threads):
+    """Threads for ``num_threads`` (0: all of ``numba.config.NUMBA_NUM_THREADS``, the cores)."""
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    n = int(num_threads)
+    return max_threads if n <= 0 else min(n, max_threads)
+
+
+_POOL = {"size": 0, "executor": None}
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(n):
+    with _POOL_LOCK:
+        if _POOL["size"] < n:
+            if _POOL["executor"] is not None:
+                _POOL["executor"].shutdown(wait=True)
+            _POOL["executor"] = ThreadPoolExecutor(n, thread_name_prefix="bpr-numba")
+            _POOL["size"] = n
+        return _POOL["executor"]
+
+
+def parallel_ranges(kernel_call, n_tasks, num_threads, pieces_per_thread=4):
+    """Call ``kernel_call(first, end)`` on disjoint ranges covering ``range(n_tasks)``.
+
+    With one thread (or one task) this is ``kernel_call(0, n_tasks)``, in the
+    caller's thread. Otherwise the tasks are cut into about
+    ``pieces_per_thread`` contiguous pieces per thread, which the threads take
+    in turn (a slow thread takes fewer). ``kernel_call`` must run a kernel
+    compiled with ``nogil=True`` (so the threads run at once) that writes only
+    the slots of its own tasks.
+
+    Parallelism comes from threads rather than numba's ``prange`` on purpose:
+    a ``parallel=True`` kernel costs seconds more to compile on first use.
+
+    A Ctrl-C that arrives meanwhile is raised only once every piece has
+    finished, so a call is never left half done. The first error of a piece
+    is raised likewise, after the others finished.
+    """
+    n = thread_count(num_threads)
+    if n == 1 or n_tasks <= 1:
+        kernel_call(0, n_tasks)
+        return
+    step = max(1, -(-n_tasks // (n * pieces_per_thread)))
+    starts = iter(range(0, n_tasks, step))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                first = next(starts, None)
+            if first is None:
+                return
+            kernel_call(first, min(first + step, n_tasks))
+
+    futures = [_executor(n).submit(worker) for _ in range(n)]
+    interrupted = False
+    error = None
+    for future in futures:
+        while True:
+            try:
+                future.result()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+            except Exception as exc:  # noqa: BLE001 - re-raised below
+                error = error or exc
+                break
+    if error is not None:
+        raise error
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 class threads:
@@ -22,9 +101,7 @@ class threads:
     """
 
     def __init__(self, num_threads):
-        max_threads = numba.config.NUMBA_NUM_THREADS
-        n = int(num_threads)
-        self.n = max_threads if n <= 0 else min(n, max_threads)
+        self.n = thread_count(num_threads)
 
     def __enter__(self):
         self.previous = numba.get_num_threads()

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._kernels.ranking import MAX_PASSES, METRIC_CODES, evaluate_block
 from ._kernels.topk import topk_block
-from ._runtime import threads
+from ._runtime import parallel_ranges
 from ._validation import (as_factor_array, check_ids, check_interactions, check_nonneg_int,
                           check_positive_int)
 
@@ -63,7 +63,7 @@ def topk_items(user_factors, item_factors, userids, N, exclude_indptr=None,
         Restrict the ranking to these items (repeats are merged); None means
         all items.
     num_threads : int
-        Numba threads for the call (0 = all); restored afterwards.
+        Threads of the kernels for the call (0 = all cores).
 
     Returns
     -------
@@ -115,7 +115,7 @@ def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=N
     exclude_self : bool
         Never return the query item itself (default).
     num_threads : int
-        Numba threads for the call (0 = all).
+        Threads of the kernels for the call (0 = all cores).
 
     Returns
     -------
@@ -249,11 +249,11 @@ def evaluate_scores(scores, user_ids, test_indptr, test_indices,
 
 def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
                      train_indptr, train_indices, metric_codes, metric_ks,
-                     chunk_users=None):
+                     chunk_users=None, num_threads=0):
     """Per-user metrics of the factor model ``user_factors @ item_factors.T``.
 
     Only users with at least one test positive are scored. The caller has
-    validated the inputs and set the thread count.
+    validated the inputs.
 
     Parameters
     ----------
@@ -265,6 +265,8 @@ def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
     metric_codes, metric_ks : ndarray of int64, shape (n_metrics,)
     chunk_users : int, optional
         Users per score block; default keeps a block under 64 MB.
+    num_threads : int
+        Threads of the kernel (0: all cores).
 
     Returns
     -------
@@ -282,11 +284,15 @@ def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
     block_out = np.empty((min(step, users.size), len(metric_codes)), np.float64)
     for start in range(0, users.size, step):
         ids = users[start:start + step]
-        # BLAS in Python, outside prange: one float32 GEMM per chunk.
+        # BLAS in Python, never inside a kernel: one float32 GEMM per chunk.
         block = np.ascontiguousarray(user_factors[ids] @ item_t)
         block_view = block_out[:ids.size]
-        evaluate_block(block, ids, test_indptr, test_indices, train_indptr,
-                        train_indices, metric_codes, metric_ks, MAX_PASSES, block_view)
+
+        def rows(a, b, block=block, ids=ids, block_view=block_view):
+            evaluate_block(block[a:b], ids[a:b], test_indptr, test_indices, train_indptr,
+                           train_indices, metric_codes, metric_ks, MAX_PASSES, block_view[a:b])
+
+        parallel_ranges(rows, ids.size, num_threads)
         out[ids] = block_view
     return out
 
@@ -348,6 +354,15 @@ def mean_over_users(column, name, test, train_removed):
 # ---------------------------------------------------------------- helpers
 
 
+def _sorted_within_rows(indptr, indices):
+    """``indices`` with each CSR row ascending (the top-N kernel's input); no copy if it is."""
+    row_of = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    unsorted = (np.diff(indices) < 0) & (row_of[1:] == row_of[:-1])
+    if not unsorted.any():
+        return indices
+    return indices[np.lexsort((indices, row_of))]
+
+
 def _eligible_columns(n_items, filter_items, candidates):
     """Sorted int64 item ids that may be returned: candidates minus filter_items."""
     if candidates is None:
@@ -386,7 +401,7 @@ def _run(query_factors, item_factors, rows, N, exclude_indptr, exclude_indices, 
                 f"(size {exclude_indices.size}); got {exclude_indptr[0]}..{exclude_indptr[-1]}."
             )
         exclude_indices, _ = check_ids(exclude_indices, "exclude_indices", n_items, "items")
-        exclude_indices = exclude_indices.astype(np.int32)
+        exclude_indices = _sorted_within_rows(exclude_indptr, exclude_indices).astype(np.int32)
 
     ids = np.full((n, N), -1, np.int32)
     scores = np.full((n, N), -np.inf, np.float32)
@@ -395,11 +410,14 @@ def _run(query_factors, item_factors, rows, N, exclude_indptr, exclude_indices, 
     sub = item_factors if cols.size == n_items else item_factors[cols]
     sub_t = sub.T
     step = chunk_rows(cols.size)
-    with threads(num_threads):
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            # BLAS in Python, outside prange.
-            block = np.ascontiguousarray(query_factors[rows[start:stop]] @ sub_t)
-            topk_block(block, cols, exclude_indptr[start:stop + 1], exclude_indices,
-                        ids[start:stop], scores[start:stop])
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        # BLAS in Python, never inside a kernel.
+        block = np.ascontiguousarray(query_factors[rows[start:stop]] @ sub_t)
+
+        def block_rows(a, b, block=block, start=start):
+            topk_block(block[a:b], cols, exclude_indptr[start + a:start + b + 1],
+                       exclude_indices, ids[start + a:start + b], scores[start + a:start + b])
+
+        parallel_ranges(block_rows, stop - start, num_threads)
     return ids, scores

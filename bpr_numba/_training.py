@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 
 from . import _validation as v
 from ._kernels.dense_adam import dense_adam_batches
-from ._kernels.hogwild import UPDATE_ALL, train_epoch_chunks
+from ._kernels.hogwild import TRAIN_CHUNKS, UPDATE_ALL
 from ._kernels.losses import LOSSES
 from ._kernels.optim import OPTIMIZERS
 from ._kernels.sampling import NEGATIVES
-from ._runtime import as_seed_sequence, threads
+from ._runtime import as_seed_sequence, parallel_ranges, threads
 from ._scoring import evaluate_factors, mean_over_users, metric_codes
 
 # Chunks per epoch: fixed, so the random streams do not depend on the threads.
@@ -264,6 +264,42 @@ def call_slices(chunk_bounds, row_lengths, user_order, samples_per_call=SAMPLES_
     return slices
 
 
+def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
+                       user_factors, item_factors, user_sum_sq, item_sum_sq,
+                       user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
+                       states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
+                       n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
+                       num_threads=0):
+    """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
+
+    The optimiser's kernel (``_kernels.hogwild.TRAIN_CHUNKS[opt_code]``) runs
+    on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
+    so with one thread the result does not depend on how the chunks were cut.
+    Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus
+    ``opt_code`` and ``num_threads``.
+
+    Returns
+    -------
+    loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
+    """
+    kernel = TRAIN_CHUNKS[opt_code]
+    n_chunks = states.shape[0]
+    totals = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
+              np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+
+    def call(first, end):
+        out = kernel(indptr, indices, weights, user_order, chunk_bounds[first:end + 1],
+                     user_factors, item_factors, user_sum_sq, item_sum_sq,
+                     user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v,
+                     item_adam_t, states[first:end], adam_alpha, loss_code, neg_code,
+                     n_user_cols, n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon)
+        for total, part in zip(totals, out):
+            total[first:end] = part
+
+    parallel_ranges(call, n_chunks, num_threads)
+    return totals
+
+
 class Interrupt:
     """Ctrl-C during a run: the first finishes the epoch, a second stops at once.
 
@@ -338,16 +374,15 @@ class HogwildTrainer:
         u, i = state.user, state.item
 
         def call(first, end):
-            with threads(r.num_threads):
-                out = train_epoch_chunks(
-                    X.indptr, X.indices, weights, user_order, chunk_bounds[first:end + 1],
-                    user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
-                    u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
-                    chunk_states[first:end], LAZY_ADAM_ALPHA,
-                    LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
-                    n_user_cols, r.negative_candidates, update_mask, f32(r.learning_rate),
-                    f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
-                    f32(LAZY_EPSILON))
+            out = train_epoch_chunks(
+                X.indptr, X.indices, weights, user_order, chunk_bounds[first:end + 1],
+                user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
+                u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
+                chunk_states[first:end], LAZY_ADAM_ALPHA,
+                LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
+                n_user_cols, r.negative_candidates, update_mask, f32(r.learning_rate),
+                f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
+                f32(LAZY_EPSILON), r.num_threads)
             totals[:] += [float(a.sum()) for a in out]
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
@@ -494,10 +529,9 @@ class Validation:
         train_indptr, train_indices = ((np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32))
                                        if self.train is None else
                                        (self.train.indptr, self.train.indices))
-        with threads(num_threads):
-            values = evaluate_factors(user_factors, item_factors, self.test.indptr,
-                                      self.test.indices, train_indptr, train_indices,
-                                      self.codes, self.ks)
+        values = evaluate_factors(user_factors, item_factors, self.test.indptr,
+                                  self.test.indices, train_indptr, train_indices,
+                                  self.codes, self.ks, num_threads=num_threads)
         return mean_over_users(values[:, 0], self.metric, self.test, self.train is not None)
 
 

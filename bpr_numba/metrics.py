@@ -47,7 +47,6 @@ that computes each chunk's scores uses BLAS's own threads.
 from __future__ import annotations
 
 
-from ._runtime import threads
 from ._scoring import (KNOWN_METRICS, empty_csr_arrays, evaluate_factors, mean_over_users,
                        metric_codes)
 from ._validation import (check_disjoint, check_interactions, check_nonneg_int,
@@ -91,7 +90,7 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
         True: the mean over the users that take part. False: one float64
         array of length ``n_users`` per metric, NaN for excluded users.
     num_threads : int
-        Numba threads for the call (0 = all); restored afterwards.
+        Threads of the kernels for the call (0 = all cores).
     check_intersections : bool
         Raise when ``test`` and ``train`` share a (user, item) pair.
 
@@ -127,9 +126,8 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, *, reduce=True, n
         if check_intersections:
             check_disjoint(test, train)
 
-    with threads(num_threads):
-        values = evaluate_factors(user_factors, item_factors, test.indptr, test.indices,
-                                  train_indptr, train_indices, codes, ks)
+    values = evaluate_factors(user_factors, item_factors, test.indptr, test.indices,
+                              train_indptr, train_indices, codes, ks, num_threads=num_threads)
 
     result = {}
     for m, name in enumerate(names):

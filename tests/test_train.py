@@ -8,14 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-import numba
 
-from bpr_numba._kernels.hogwild import (UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE,
-                                        UPDATE_USER, train_epoch_chunks)
+from bpr_numba._kernels.hogwild import UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE, UPDATE_USER
 from bpr_numba._kernels.losses import LOSSES, loss_and_grad
 from bpr_numba._kernels.optim import OPTIMIZERS, dot
 from bpr_numba._kernels.sampling import NEGATIVES
-from bpr_numba._training import adam_bias_correction, plan_epoch
+from bpr_numba._training import adam_bias_correction, plan_epoch, train_epoch_chunks
 
 from conftest import sparse_interactions
 import reference
@@ -100,23 +98,19 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     lengths = np.diff(indptr)
     kernel_weights = np.zeros(0, F32) if weights is None else weights
     mask = sum(_UPDATE_BITS[name] for name in update)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        for _ in range(epochs):
-            order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
-            loss_sum, n_trained, n_skipped, n_refused = train_epoch_chunks(
-                indptr, indices, kernel_weights, order, bounds, U, V,
-                ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
-                states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
-                n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8))
-            ref_loss = reference.hogwild_epoch(
-                indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-                negatives, n_user_cols, n_candidates, lr, reg, weights, update)
-            assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
-            assert n_refused.sum() == 0
-    finally:
-        numba.set_num_threads(previous)
+    for _ in range(epochs):  # one thread: the kernel and the twin see one sample order
+        order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
+        loss_sum, n_trained, n_skipped, n_refused = train_epoch_chunks(
+            indptr, indices, kernel_weights, order, bounds, U, V,
+            ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
+            states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
+            n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
+            num_threads=1)
+        ref_loss = reference.hogwild_epoch(
+            indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
+            negatives, n_user_cols, n_candidates, lr, reg, weights, update)
+        assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
+        assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
     return (U, V), (Ur, Vr), (n_trained, n_skipped)
 

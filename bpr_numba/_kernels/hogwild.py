@@ -12,10 +12,12 @@ bit-for-bit reproducible whatever the thread count used to compile it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from .build import specialise
 from .losses import loss_and_grad
-from .optim import apply_row_update, dot
+from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
+                    dot)
 from .rng import next_below
 from .sampling import NEG_UNSEEN, draw_negative, mark_row
 
@@ -28,20 +30,22 @@ UPDATE_NEGATIVE = 4
 UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 
 
-@njit(cache=True, parallel=True)
-def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
-                        user_factors, item_factors,
-                        user_sum_sq, item_sum_sq,
-                        user_adam_m, user_adam_v, user_adam_t,
-                        item_adam_m, item_adam_v, item_adam_t,
-                        states,
-                        adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
-                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon):
-    """Train on the chunks ``chunk_bounds`` of an epoch, Hogwild style.
+def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
+                  user_factors, item_factors,
+                  user_sum_sq, item_sum_sq,
+                  user_adam_m, user_adam_v, user_adam_t,
+                  item_adam_m, item_adam_v, item_adam_t,
+                  states,
+                  adam_alpha, loss_code, neg_code, n_user_cols,
+                  n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon):
+    """Train on the chunks ``chunk_bounds`` of an epoch, one after the other.
 
-    Chunks run in parallel without locks: two threads may update the same item
-    row at once, and one of the updates may be partly lost (Hogwild, Niu et al.
-    2011); with one thread there is no race and the result is reproducible.
+    The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
+    row update (``optim.ROW_UPDATES``). It releases the GIL, so the caller
+    runs disjoint chunk ranges on several threads at once, without locks: two
+    threads may update the same item row at once, and one of the updates may
+    be partly lost (Hogwild, Niu et al. 2011); with one thread there is no
+    race and the result is reproducible.
 
     Parameters
     ----------
@@ -67,7 +71,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     adam_alpha : ndarray of float32, shape (n_steps,)
         Adam's bias correction ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` by
         step ``t`` (1 past the table), see ``adam_bias_correction``.
-    loss_code, opt_code, neg_code : int
+    loss_code, neg_code : int
     n_user_cols : int
         Columns of a user row that are trained (``f - 1`` when the last column
         is the constant 1 that pairs with an item bias).
@@ -107,7 +111,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
         u = user_order[k]
         max_row = max(max_row, indptr[u + 1] - indptr[u])
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         state = states[c]
         grad_u = np.empty(n_cols, np.float32)
         grad_i = np.empty(n_cols, np.float32)
@@ -161,17 +165,17 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                     grad_j[f] = reg * item_factors[j, f] - g * uf
                 ok = True
                 if do_user:
-                    ok &= apply_row_update(opt_code, user_factors, u, grad_u, n_user_cols,
-                                            user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
+                                     user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if do_pos:
-                    ok &= apply_row_update(opt_code, item_factors, i, grad_i, n_cols,
-                                            item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
+                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if do_neg:
-                    ok &= apply_row_update(opt_code, item_factors, j, grad_j, n_cols,
-                                            item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                            adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
+                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if not ok or not np.isfinite(value):
                     chunk_refused += 1
             if neg_code == NEG_UNSEEN:
@@ -184,3 +188,13 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     return loss_sum, n_trained, n_skipped, n_refused
 
 
+def _compiled(name, row_update):
+    return njit(cache=True, nogil=True)(specialise(_train_chunks, name, row_update=row_update))
+
+
+#: The per-sample kernel of each optimiser code. Each is compiled (and cached)
+#: on its first call only, so a run compiles the one it uses.
+TRAIN_CHUNKS = {code: _compiled(f"train_chunks_{name}", ROW_UPDATES[code])
+                for code, name in ((OPT_SGD, "sgd"), (OPT_ADAGRAD, "adagrad"),
+                                   (OPT_ADAGRAD_ROWWISE, "rowwise_adagrad"),
+                                   (OPT_ADAM, "adam"))}

@@ -29,86 +29,107 @@ OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM,
 _FLOAT32_MAX = np.float32(3.4028235e38)
 
 
+# Every row update has one signature, so the per-sample kernel is specialised
+# by binding ``row_update`` to one of them (see ``build.specialise``):
+#
+#     ok = row_update(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v,
+#                     adam_t, adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+#
+# It applies one step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``
+# and modifies ``params`` and its optimiser's state arrays in place (float32,
+# ``adam_t`` int64 per row; scalars float32). A step that would make any value
+# non-finite is not applied: new values are computed into ``scratch`` (float32,
+# shape (3, >= n_cols)), each checked as it is made (a NaN fails
+# ``abs(x) <= max``), and written only when all are finite, so no Hogwild
+# thread ever reads a non-finite value and the check costs no extra pass over
+# the row. Returns False when the step was refused.
+
+
 @njit(cache=True, inline="always")
-def apply_row_update(opt_code, params, row, grad, n_cols,
-                      adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
-                      lr, beta_1, beta_2, epsilon, scratch):
-    """Apply one optimiser step to ``params[row, :n_cols]`` with gradient ``grad[:n_cols]``.
-
-    A step that would make any value non-finite is not applied (``scratch``,
-    float32 of shape (3, >= n_cols), holds the new values until they are
-    checked), so a diverging run never leaves NaN or infinity in the factors or
-    the state, even with Hogwild threads.
-
-    Modifies ``params`` and the state arrays of the chosen optimiser in place.
-    All arrays are float32 except ``adam_t`` (int64, per row); scalars are float32.
-
-    Returns
-    -------
-    bool
-        False when the step was refused (it would have made a value non-finite).
-    """
-    # New values are computed first (into ``scratch``), each checked as it is
-    # made (a NaN fails ``abs(x) <= max``), and written only when all are
-    # finite. Nothing non-finite is ever written, so no other Hogwild thread can
-    # read it. The check rides in the computing loop: no extra pass over the row.
+def sgd_row(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
+            lr, beta_1, beta_2, epsilon, scratch):
+    """SGD: ``w -= lr * g``."""
     ok = True
-    if opt_code == OPT_SGD:
+    for f in range(n_cols):
+        w = params[row, f] - lr * grad[f]
+        scratch[0, f] = w
+        ok &= abs(w) <= _FLOAT32_MAX
+    if ok:
         for f in range(n_cols):
-            w = params[row, f] - lr * grad[f]
-            scratch[0, f] = w
-            ok &= abs(w) <= _FLOAT32_MAX
-        if ok:
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-    elif opt_code == OPT_ADAGRAD:
-        for f in range(n_cols):
-            g = grad[f]
-            sq = adagrad_sum_sq[row, f] + g * g
-            w = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
-            scratch[0, f] = w
-            scratch[1, f] = sq
-            ok &= (abs(w) <= _FLOAT32_MAX) & (sq <= _FLOAT32_MAX)
-        if ok:
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-                adagrad_sum_sq[row, f] = scratch[1, f]
-    elif opt_code == OPT_ADAGRAD_ROWWISE:
-        # One accumulator per row: the mean squared gradient of the row's
-        # trained columns (FBGEMM's row-wise Adagrad); 4 bytes of state per
-        # row instead of one float per element.
-        sq = adagrad_sum_sq[row, 0] + sum_sq(grad, n_cols) / np.float32(n_cols)
-        scale = lr / (np.sqrt(sq) + epsilon)
-        ok = sq <= _FLOAT32_MAX
-        for f in range(n_cols):
-            w = params[row, f] - scale * grad[f]
-            scratch[0, f] = w
-            ok &= abs(w) <= _FLOAT32_MAX
-        if ok:
-            adagrad_sum_sq[row, 0] = sq
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-    else:
-        t = adam_t[row] + 1
-        alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
-        one_minus_b1 = np.float32(1.0) - beta_1
-        one_minus_b2 = np.float32(1.0) - beta_2
-        for f in range(n_cols):
-            g = grad[f]
-            m = beta_1 * adam_m[row, f] + one_minus_b1 * g
-            v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
-            w = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
-            scratch[0, f] = w
-            scratch[1, f] = m
-            scratch[2, f] = v
-            ok &= (abs(w) <= _FLOAT32_MAX) & (v <= _FLOAT32_MAX)
-        if ok:
-            adam_t[row] = t
-            for f in range(n_cols):
-                params[row, f] = scratch[0, f]
-                adam_m[row, f] = scratch[1, f]
-                adam_v[row, f] = scratch[2, f]
+            params[row, f] = scratch[0, f]
     return ok
+
+
+@njit(cache=True, inline="always")
+def adagrad_row(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
+                lr, beta_1, beta_2, epsilon, scratch):
+    """Adagrad: ``G += g * g; w -= lr * g / (sqrt(G) + epsilon)``, per element."""
+    ok = True
+    for f in range(n_cols):
+        g = grad[f]
+        sq = adagrad_sum_sq[row, f] + g * g
+        w = params[row, f] - lr * g / (np.sqrt(sq) + epsilon)
+        scratch[0, f] = w
+        scratch[1, f] = sq
+        ok &= (abs(w) <= _FLOAT32_MAX) & (sq <= _FLOAT32_MAX)
+    if ok:
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
+            adagrad_sum_sq[row, f] = scratch[1, f]
+    return ok
+
+
+@njit(cache=True, inline="always")
+def rowwise_adagrad_row(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v, adam_t,
+                        adam_alpha, lr, beta_1, beta_2, epsilon, scratch):
+    """Row-wise Adagrad (FBGEMM's): one accumulator per row, the mean squared gradient.
+
+    4 bytes of state per row instead of one float per element.
+    """
+    sq = adagrad_sum_sq[row, 0] + sum_sq(grad, n_cols) / np.float32(n_cols)
+    scale = lr / (np.sqrt(sq) + epsilon)
+    ok = sq <= _FLOAT32_MAX
+    for f in range(n_cols):
+        w = params[row, f] - scale * grad[f]
+        scratch[0, f] = w
+        ok &= abs(w) <= _FLOAT32_MAX
+    if ok:
+        adagrad_sum_sq[row, 0] = sq
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
+    return ok
+
+
+@njit(cache=True, inline="always")
+def adam_row(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v, adam_t, adam_alpha,
+             lr, beta_1, beta_2, epsilon, scratch):
+    """Lazy Adam: the row's own step count ``adam_t[row]`` drives its bias correction."""
+    ok = True
+    t = adam_t[row] + 1
+    alpha = lr * adam_alpha[t] if t < adam_alpha.shape[0] else lr
+    one_minus_b1 = np.float32(1.0) - beta_1
+    one_minus_b2 = np.float32(1.0) - beta_2
+    for f in range(n_cols):
+        g = grad[f]
+        m = beta_1 * adam_m[row, f] + one_minus_b1 * g
+        v = beta_2 * adam_v[row, f] + one_minus_b2 * g * g
+        w = params[row, f] - alpha * m / (np.sqrt(v) + epsilon)
+        scratch[0, f] = w
+        scratch[1, f] = m
+        scratch[2, f] = v
+        ok &= (abs(w) <= _FLOAT32_MAX) & (v <= _FLOAT32_MAX)
+    if ok:
+        adam_t[row] = t
+        for f in range(n_cols):
+            params[row, f] = scratch[0, f]
+            adam_m[row, f] = scratch[1, f]
+            adam_v[row, f] = scratch[2, f]
+    return ok
+
+
+#: Row update of each per-sample optimiser, by code.
+ROW_UPDATES = {OPT_SGD: sgd_row, OPT_ADAGRAD: adagrad_row,
+               OPT_ADAGRAD_ROWWISE: rowwise_adagrad_row, OPT_ADAM: adam_row}
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})

@@ -2,10 +2,10 @@
 
 The Python driver (``evaluate_factors`` in ``bpr_numba._scoring``) walks over
 chunks of users. For each chunk it computes the score block ``U[chunk] @ V.T``
-with BLAS (float32, in Python, never inside ``prange``), then calls the single
-parallel kernel :func:`evaluate_block`, which computes all requested metrics
-of all users of the chunk at once from the score rows and the CSR test/train
-rows.
+with BLAS (float32, in Python), then runs the kernel :func:`evaluate_block` on
+disjoint row ranges of the block in several threads (it releases the GIL); the
+kernel computes all requested metrics of its users at once from the score rows
+and the CSR test/train rows.
 
 Per user, with ``T`` the test items, ``R`` the train items (empty when no
 train matrix is given) and ``n_items`` the catalogue size:
@@ -55,7 +55,7 @@ Scores must be finite: NaN marks excluded items inside the kernel.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Metric codes understood by the kernel (module constants are frozen at
 # compile time: treat them as literals).
@@ -92,6 +92,36 @@ _PAD = 16
 
 
 @njit(cache=True)
+def _stable_argsort(keys):
+    """Indices that sort ``keys`` ascending, equal keys in index order (a merge sort).
+
+    Written out rather than ``np.argsort(kind="mergesort")``, whose generic
+    implementation takes numba seconds to compile; O(n log n), n int64 scratch.
+    """
+    n = keys.shape[0]
+    order = np.arange(n)
+    buffer = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a = lo
+            b = mid
+            for k in range(lo, hi):
+                # Take from the left run unless the right one is strictly smaller: stable.
+                if a < mid and (b >= hi or keys[order[a]] <= keys[order[b]]):
+                    buffer[k] = order[a]
+                    a += 1
+                else:
+                    buffer[k] = order[b]
+                    b += 1
+        order, buffer = buffer, order
+        width *= 2
+    return order
+
+
+@njit(cache=True)
 def _sort_positives(row, indices, start, stop):
     """Scores and ids of the positives, score descending, ties by id ascending.
 
@@ -114,7 +144,7 @@ def _sort_positives(row, indices, start, stop):
     for a in range(n):
         raw[a] = -row[indices[start + a]]
     # Stable sort of an id-ascending list by -score: ties keep id order.
-    order = np.argsort(raw, kind="mergesort")
+    order = _stable_argsort(raw)
     scores = np.full((n + _PAD - 1) // _PAD * _PAD, -np.inf, np.float32)
     ids = np.empty(n, np.int64)
     for a in range(n):
@@ -200,7 +230,7 @@ def _count_equal_before(row, s, p):
     return eq
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                     train_indices, metric_codes, metric_ks, max_passes, out):
     """Per-user metrics for one chunk of users.
@@ -235,7 +265,8 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 
     Returns
     -------
-    None. Each prange iteration writes its own row of ``out`` and ``scores``.
+    None. Writes only its own rows of ``out`` and ``scores``, so disjoint row
+    ranges may run in several threads at once.
     """
     n_rows, n_items = scores.shape
     n_metrics = metric_codes.shape[0]
@@ -250,7 +281,7 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
         else:
             need_main = True
 
-    for r in prange(n_rows):
+    for r in range(n_rows):
         u = user_ids[r]
         row = scores[r]
         t0 = test_indptr[u]
@@ -261,7 +292,7 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 
         # One merge of the ascending rows: P = T \ R (main positives) and
         # X = R \ T (train items: negatives for full_auc only).
-        p_items = np.empty(n_test, np.int64)
+        p_items = np.empty(n_test, np.int32)  # int32 like test_indices: one signature below
         x_items = np.empty(r1 - r0, np.int64)
         n_pos = 0
         n_extra = 0
@@ -290,7 +321,7 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                 out[r, m] = np.nan
             continue
 
-        pos_s, pos_id = _sort_positives(row, p_items, 0, n_pos)
+        pos_s, pos_id = _sort_positives(row, p_items, np.int64(0), n_pos)
         if do_full and not same:
             full_s = _sort_positives(row, test_indices, t0, t1)[0]
         else:

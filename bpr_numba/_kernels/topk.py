@@ -1,7 +1,8 @@
 """Top-N kernel: a size-N heap of the best (score, item) pairs per score row.
 
 The caller (``bpr_numba._scoring``) computes each block of scores with BLAS
-outside ``prange`` and hands it here. Order: score descending, ties broken by
+and runs the kernel on disjoint row ranges of it in several threads (the
+kernel releases the GIL). Order: score descending, ties broken by
 item id ascending; rows with fewer than N eligible items are padded with id
 -1 and score -inf. Scores are assumed finite (NaN scores are not ordered).
 """
@@ -9,7 +10,7 @@ item id ascending; rows with fewer than N eligible items are padded with id
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -38,7 +39,7 @@ def _sift_down(heap_s, heap_i, size, pos):
     heap_i[pos] = i
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def topk_block(scores, col_items, exclude_indptr, exclude_indices, out_ids, out_scores):
     """Top-N eligible columns of each score row.
 
@@ -50,15 +51,15 @@ def topk_block(scores, col_items, exclude_indptr, exclude_indices, out_ids, out_
         Item id of each column, strictly ascending.
     exclude_indptr : ndarray of int64, shape (n_rows + 1,)
     exclude_indices : ndarray of int32
-        CSR rows of item ids excluded per row (any order, may repeat).
+        CSR rows of item ids excluded per row, ascending within each row
+        (repeats allowed).
     out_ids : ndarray of int32, shape (n_rows, N)
     out_scores : ndarray of float32, shape (n_rows, N)
         Modified: best items first, padded with (-1, -inf).
 
     Returns
     -------
-    None. Modifies ``out_ids`` and ``out_scores``; each prange iteration
-    writes its own row.
+    None. Modifies ``out_ids`` and ``out_scores``, writing only its own rows.
     """
     n_rows, n_cols = scores.shape
     N = out_ids.shape[1]
@@ -66,9 +67,9 @@ def topk_block(scores, col_items, exclude_indptr, exclude_indices, out_ids, out_
     assert exclude_indptr.shape[0] == n_rows + 1
     assert out_ids.shape[0] == n_rows and out_scores.shape[0] == n_rows
     assert out_scores.shape[1] == N
-    for r in prange(n_rows):
+    for r in range(n_rows):
         row = scores[r]
-        excluded = np.sort(exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]])
+        excluded = exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]]
         n_excluded = excluded.shape[0]
         heap_s = np.empty(N, np.float32)
         heap_i = np.empty(N, np.int64)
