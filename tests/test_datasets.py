@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpr_numba import datasets
+from bpr_numba.datasets import _files, movielens, synthetic
 from bpr_numba.data import Interactions
 from bpr_numba.datasets import (
     DatasetNotFoundError,
@@ -36,7 +37,7 @@ from bpr_numba.datasets import (
     make_synthetic,
 )
 
-ML100K_FILES = sorted(datasets._ML100K_SHA256)
+ML100K_FILES = sorted(movielens._ML100K_SHA256)
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -67,7 +68,7 @@ def no_local_data(monkeypatch, tmp_path):
     """
     monkeypatch.delenv("BPR_NUMBA_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(datasets, "_DOWNLOAD_TIMEOUT", 5.0)
+    monkeypatch.setattr(_files, "DOWNLOAD_TIMEOUT", 5.0)
     with socket_closed_port() as port:
         for env in datasets.MOVIELENS_URL_ENVS.values():
             monkeypatch.setenv(env, f"http://127.0.0.1:{port}/nothing-here.zip")
@@ -215,7 +216,7 @@ def test_data_home_is_searched_before_the_environment(tmp_path, shared_folder):
         load_movielens(data_home=tmp_path)
     message = str(info.value)
     assert "ua.base" in message and str(copy / "ua.base") in message
-    assert datasets._ML100K_SHA256["ua.base"] in message  # expected sum
+    assert movielens._ML100K_SHA256["ua.base"] in message  # expected sum
     assert "Delete" in message
     # The undamaged test file of the same copy, another split's files absent: falls through.
     train, _ = load_movielens(split="u3", data_home=tmp_path)
@@ -737,16 +738,16 @@ def test_release_download_of_a_malformed_archive_saves_nothing(no_local_data, mo
 
 def test_release_download_size_cap(no_local_data, monkeypatch, server):
     archive = _release_zip("latest-small")
-    release = datasets._MOVIELENS["latest-small"]
+    release = movielens._MOVIELENS["latest-small"]
     assert release.max_bytes == 16 * 2**20
-    monkeypatch.setitem(datasets._MOVIELENS, "latest-small",
+    monkeypatch.setitem(movielens._MOVIELENS, "latest-small",
                         dataclasses.replace(release, max_bytes=len(archive) - 1))
     server.routes["/big.zip"] = (200, archive, None)
     monkeypatch.setenv("BPR_NUMBA_ML_LATEST_SMALL_URL", server.url + "/big.zip")
     with pytest.raises(DatasetNotFoundError, match=rf"sent more than {len(archive) - 1} bytes"):
         load_movielens("latest-small")
     assert not no_local_data.exists()
-    monkeypatch.setitem(datasets._MOVIELENS, "latest-small",
+    monkeypatch.setitem(movielens._MOVIELENS, "latest-small",
                         dataclasses.replace(release, max_bytes=len(archive)))
     assert load_movielens("latest-small").nnz == 4
 
@@ -758,9 +759,9 @@ def test_release_parsing_is_vectorised_at_scale(tmp_path, no_local_data):
     users, movies = rng.integers(1, 6041, n), rng.integers(1, 3953, n)
     stars, times = rng.integers(1, 6, n), rng.integers(956_703_932, 1_046_454_590, n)
     text = "\n".join(f"{u}::{m}::{r}::{t}" for u, m, r, t in zip(users, movies, stars, times)) + "\n"
-    release = datasets._MOVIELENS["1m"]
+    release = movielens._MOVIELENS["1m"]
     started = time.perf_counter()
-    table = datasets._parse_ratings_file(text.encode(), "ratings.dat", release)
+    table = movielens._parse_ratings_file(text.encode(), "ratings.dat", release)
     elapsed = time.perf_counter() - started
     assert np.array_equal(table["user"], users) and np.array_equal(table["item"], movies)
     assert np.array_equal(table["rating"], stars) and np.array_equal(table["timestamp"], times)
@@ -894,9 +895,9 @@ def test_sampler_is_sequential_sampling_without_replacement(monkeypatch, rounds)
     phi /= phi.sum(axis=0)
     p = theta[0] @ phi.T
     need = np.tile([1, 2], n_users // 2)  # users alternate: one item, two items
-    monkeypatch.setattr(datasets, "_ROUNDS", rounds)
-    table = datasets._inverse_cdf_table(phi.T)
-    keys = datasets._sample_block(np.random.default_rng(5), theta, phi, table, need)
+    monkeypatch.setattr(synthetic, "_ROUNDS", rounds)
+    table = synthetic._inverse_cdf_table(phi.T)
+    keys = synthetic._sample_block(np.random.default_rng(5), theta, phi, table, need)
     assert np.array_equal(keys // 10, np.repeat(np.arange(n_users), need))
     items = keys % 10
     singles = items[np.repeat(need == 1, need)]
