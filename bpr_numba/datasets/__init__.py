@@ -26,12 +26,15 @@ from .movielens import (
     load_movielens,
     load_movielens_titles,
 )
+from .papers import GOWALLA_SHAPE, GOWALLA_URL, GOWALLA_URL_ENV, load_gowalla, read_split_file
 from .synthetic import make_synthetic
 
 __all__ = [
     "DatasetNotFoundError",
     "holdout_split",
+    "load_gowalla",
     "load_movielens",
     "load_movielens_titles",
     "make_synthetic",
+    "read_split_file",
 ]
