@@ -144,6 +144,9 @@ def test_an_empty_file_is_an_empty_matrix(tmp_path):
         ("0 1\n1 50\n2 x\n", {"n_items": 10}, 2, "item id 50 is out of range"),
         ("0 1\n1 x\n0 2\n", {}, 2, "item id 'x' is not"),
         ("0 1\n1 2\n1 3\n2 x\n", {}, 3, "user id 1 starts a second line"),
+        # the digits of a bad token are not ids: "99" of "2.99" is not reported out of range
+        ("0 1\n1 2.99\n", {"n_items": 10}, 2, "item id '2.99' is not a non-negative integer"),
+        ("0 1\n1 3\n1-4 2\n", {}, 3, "user id '1-4' is not"),
     ],
 )
 def test_errors_name_the_file_the_line_and_the_text(tmp_path, text, kwargs, line, fragment):
