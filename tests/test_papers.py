@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sparse_checks import assert_canonical_ones
 
 from bpr_numba.datasets import (
     GOWALLA_SHAPE,
@@ -54,16 +54,6 @@ def twin_read(text, n_users=None, n_items=None):
         for item in items:
             dense[user, item] = 1.0
     return dense
-
-
-def assert_canonical_ones(X, shape):
-    assert isinstance(X, sp.csr_matrix)
-    assert X.shape == shape
-    assert X.dtype == np.float32 and X.indices.dtype == np.int32 and X.indptr.dtype == np.int32
-    assert np.all(X.data == 1.0)
-    for u in range(X.shape[0]):
-        row = X.indices[X.indptr[u]:X.indptr[u + 1]]
-        assert np.all(np.diff(row) > 0), f"row {u} is not sorted and duplicate-free: {row}"
 
 
 # --------------------------------------------------------------------------- read_split_file

@@ -30,7 +30,17 @@ from .papers import GOWALLA_SHAPE, GOWALLA_URL, GOWALLA_URL_ENV, load_gowalla, r
 from .synthetic import make_synthetic
 
 __all__ = [
+    "DATA_ENV",
     "DatasetNotFoundError",
+    "GOWALLA_SHAPE",
+    "GOWALLA_URL",
+    "GOWALLA_URL_ENV",
+    "ML100K_URL",
+    "ML1M_URL",
+    "ML_LATEST_SMALL_URL",
+    "MOVIELENS_SPLITS",
+    "MOVIELENS_URL_ENVS",
+    "MOVIELENS_VARIANTS",
     "holdout_split",
     "load_gowalla",
     "load_movielens",
