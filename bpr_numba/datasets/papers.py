@@ -133,7 +133,7 @@ def _parse_split(raw, where, n_users, n_items):
     users, user_line = values[first], line[first]
     owner = np.cumsum(first) - 1  # index into users of each token's line
     is_item = ~first
-    items, item_line, rows = values[is_item], line[is_item], users[owner[is_item]]
+    items, rows = values[is_item], users[owner[is_item]]
 
     problems = []  # (0-based line, message); the first line's is raised
 
