@@ -204,7 +204,7 @@ def test_reading_gowalla_train_is_fast(gowalla_folder):
         X = read_split_file(gowalla_folder / "train.txt")
         seconds.append(time.perf_counter() - start)
     assert X.nnz == 810_128
-    assert min(seconds) < 1.0, seconds  # about 0.13 s measured on 2 shared cores
+    assert min(seconds) < 1.0, seconds  # 0.11-0.13 s measured on 2 cores, about 0.4 s when they were busy
 
 
 # --------------------------------------------------------------------------- Gowalla: finding, downloading
