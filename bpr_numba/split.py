@@ -1,7 +1,7 @@
 """Train/test splits of your own data: seeded per-user holdouts and time cut-offs.
 
-Three splits, all NumPy and vectorised (no Python loop over users or
-interactions):
+Three splits of ``Interactions``, all NumPy and vectorised (no Python loop
+over users or interactions):
 
 * :func:`random_split` -- per user, a seeded random share of the user's
   interactions goes to test;
@@ -18,6 +18,9 @@ test.matrix`` rebuilds the input. The per-user splits keep a user with too few
 interactions whole in train, so that no user is left without a training
 positive.
 
+:func:`holdout_split` is the plain-matrix holdout of the benchmarks: a
+seeded random share of all positives (not per user), as CSR matrices of ones.
+
 Note that MovieLens' ``ua.test`` holds the *first* 10 ratings of each user in
 the file's order, not the last 10 by time, so ``leave_k_out(k=10)`` does not
 reproduce it.
@@ -31,10 +34,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._runtime import as_generator
-from ._validation import check_float, type_name, check_positive_int
+from ._sparse import ones_csr
+from ._validation import check_float, check_interactions, check_positive_int, type_name
 from .data import Interactions
 
-__all__ = ["leave_k_out", "random_split", "time_split"]
+__all__ = ["holdout_split", "leave_k_out", "random_split", "time_split"]
 
 
 def random_split(interactions, test_fraction=0.2, random_state=None, min_train=1):
@@ -84,8 +88,7 @@ def random_split(interactions, test_fraction=0.2, random_state=None, min_train=1
         ``test_fraction`` outside (0, 1); ``min_train < 1``.
     """
     interactions = _as_interactions(interactions, "random_split")
-    test_fraction = check_float(test_fraction, "test_fraction", low=0.0, low_inclusive=False,
-                                high=1.0, high_inclusive=False)
+    test_fraction = _check_test_fraction(test_fraction)
     min_train = check_positive_int(min_train, "min_train")
     rng = as_generator(random_state)
     X = interactions.matrix
@@ -211,8 +214,7 @@ def time_split(interactions, cutoff=None, *, test_fraction=None):
         else:
             cutoff = check_float(cutoff, "cutoff", low=None)
     else:
-        test_fraction = check_float(test_fraction, "test_fraction", low=0.0,
-                                    low_inclusive=False, high=1.0, high_inclusive=False)
+        test_fraction = _check_test_fraction(test_fraction)
     timestamps = _check_timestamps(interactions, "time_split")
     if cutoff is not None:
         is_test = timestamps >= cutoff
@@ -221,7 +223,40 @@ def time_split(interactions, cutoff=None, *, test_fraction=None):
     return _take(interactions, ~is_test), _take(interactions, is_test)
 
 
+def holdout_split(X, test_fraction=0.2, random_state=None):
+    """Split positives at random into train and test (per interaction, not per user).
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix, shape (n_users, n_items)
+        Stored non-zeros are positives (COO, CSR or CSC).
+    test_fraction : float, 0 < test_fraction < 1
+        Share of positives moved to test: exactly ``round(test_fraction * nnz)``,
+        chosen uniformly at random (a user may end up with no train or no
+        test positive).
+    random_state : None, int, numpy SeedSequence, Generator or RandomState
+
+    Returns
+    -------
+    train, test : scipy.sparse.csr_matrix, shape of X
+        Disjoint, summing to ``X``; float32 ones, sorted int32 ``indices`` and
+        ``indptr`` (int64 past 2**31 - 1 positives).
+    """
+    X = check_interactions(X, "X")
+    test_fraction = _check_test_fraction(test_fraction)
+    rng = as_generator(random_state)
+    is_test = np.zeros(X.nnz, dtype=bool)
+    is_test[rng.choice(X.nnz, size=int(round(test_fraction * X.nnz)), replace=False)] = True
+    return (ones_csr(_selected_indptr(X.indptr, ~is_test), X.indices[~is_test], X.shape),
+            ones_csr(_selected_indptr(X.indptr, is_test), X.indices[is_test], X.shape))
+
+
 # --------------------------------------------------------------------------- helpers
+
+def _check_test_fraction(test_fraction):
+    return check_float(test_fraction, "test_fraction", low=0.0, low_inclusive=False,
+                       high=1.0, high_inclusive=False)
+
 
 def _as_interactions(interactions, func):
     """``interactions`` as is, a sparse matrix wrapped in ``Interactions``, else TypeError."""
@@ -306,12 +341,15 @@ def _split_by_rank(interactions, order, users, n_test, from_end):
 def _take(interactions, mask):
     """A new ``Interactions`` (same maps) of the entries where ``mask`` is True."""
     X = interactions.matrix
-    before = np.zeros(X.nnz + 1, dtype=np.int64)  # selected entries before each position
-    np.cumsum(mask, out=before[1:])
-    index_dtype = X.indices.dtype
-    matrix = sp.csr_matrix(
-        (X.data[mask], X.indices[mask], before[X.indptr].astype(index_dtype)), shape=X.shape
-    )
+    indptr = _selected_indptr(X.indptr, mask).astype(X.indices.dtype)
+    matrix = sp.csr_matrix((X.data[mask], X.indices[mask], indptr), shape=X.shape)
     matrix.has_canonical_format = True  # a subset of canonical rows stays canonical
     timestamps = None if interactions.timestamps is None else interactions.timestamps[mask]
     return interactions.with_matrix(matrix, timestamps)
+
+
+def _selected_indptr(indptr, mask):
+    """The int64 ``indptr`` of a CSR matrix's entries where ``mask`` (one bool per entry) is True."""
+    before = np.zeros(mask.size + 1, dtype=np.int64)  # selected entries before each position
+    np.cumsum(mask, out=before[1:])
+    return before[indptr]

@@ -1,4 +1,4 @@
-"""Tests of bpr_numba.datasets: MovieLens loading (local, zip, download) and synthetic data.
+"""Tests of bpr_numba.datasets.movielens: loading (local, zip, download) and parsing.
 
 The ml-100k tests read the shared copy named by ``$BPR_NUMBA_DATA`` (a folder
 holding ``ml-100k/``) and skip when it is unset. The ml-1m and latest-small
@@ -23,20 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bpr_numba import datasets
+from bpr_numba.datasets import _files, movielens
 from bpr_numba.data import Interactions
 from bpr_numba.datasets import (
     DatasetNotFoundError,
-    holdout_split,
     load_movielens,
     load_movielens_titles,
-    make_synthetic,
 )
 
-ML100K_FILES = sorted(datasets._ML100K_SHA256)
+ML100K_FILES = sorted(movielens._ML100K_SHA256)
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -67,7 +64,7 @@ def no_local_data(monkeypatch, tmp_path):
     """
     monkeypatch.delenv("BPR_NUMBA_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(datasets, "_DOWNLOAD_TIMEOUT", 5.0)
+    monkeypatch.setattr(_files, "DOWNLOAD_TIMEOUT", 5.0)
     with socket_closed_port() as port:
         for env in datasets.MOVIELENS_URL_ENVS.values():
             monkeypatch.setenv(env, f"http://127.0.0.1:{port}/nothing-here.zip")
@@ -215,7 +212,7 @@ def test_data_home_is_searched_before_the_environment(tmp_path, shared_folder):
         load_movielens(data_home=tmp_path)
     message = str(info.value)
     assert "ua.base" in message and str(copy / "ua.base") in message
-    assert datasets._ML100K_SHA256["ua.base"] in message  # expected sum
+    assert movielens._ML100K_SHA256["ua.base"] in message  # expected sum
     assert "Delete" in message
     # The undamaged test file of the same copy, another split's files absent: falls through.
     train, _ = load_movielens(split="u3", data_home=tmp_path)
@@ -737,16 +734,16 @@ def test_release_download_of_a_malformed_archive_saves_nothing(no_local_data, mo
 
 def test_release_download_size_cap(no_local_data, monkeypatch, server):
     archive = _release_zip("latest-small")
-    release = datasets._MOVIELENS["latest-small"]
+    release = movielens._MOVIELENS["latest-small"]
     assert release.max_bytes == 16 * 2**20
-    monkeypatch.setitem(datasets._MOVIELENS, "latest-small",
+    monkeypatch.setitem(movielens._MOVIELENS, "latest-small",
                         dataclasses.replace(release, max_bytes=len(archive) - 1))
     server.routes["/big.zip"] = (200, archive, None)
     monkeypatch.setenv("BPR_NUMBA_ML_LATEST_SMALL_URL", server.url + "/big.zip")
     with pytest.raises(DatasetNotFoundError, match=rf"sent more than {len(archive) - 1} bytes"):
         load_movielens("latest-small")
     assert not no_local_data.exists()
-    monkeypatch.setitem(datasets._MOVIELENS, "latest-small",
+    monkeypatch.setitem(movielens._MOVIELENS, "latest-small",
                         dataclasses.replace(release, max_bytes=len(archive)))
     assert load_movielens("latest-small").nnz == 4
 
@@ -758,214 +755,10 @@ def test_release_parsing_is_vectorised_at_scale(tmp_path, no_local_data):
     users, movies = rng.integers(1, 6041, n), rng.integers(1, 3953, n)
     stars, times = rng.integers(1, 6, n), rng.integers(956_703_932, 1_046_454_590, n)
     text = "\n".join(f"{u}::{m}::{r}::{t}" for u, m, r, t in zip(users, movies, stars, times)) + "\n"
-    release = datasets._MOVIELENS["1m"]
+    release = movielens._MOVIELENS["1m"]
     started = time.perf_counter()
-    table = datasets._parse_ratings_file(text.encode(), "ratings.dat", release)
+    table = movielens._parse_ratings_file(text.encode(), "ratings.dat", release)
     elapsed = time.perf_counter() - started
     assert np.array_equal(table["user"], users) and np.array_equal(table["item"], movies)
     assert np.array_equal(table["rating"], stars) and np.array_equal(table["timestamp"], times)
     assert elapsed < 2.0, f"parsing {n} lines took {elapsed:.2f} s"
-
-
-# --------------------------------------------------------------------------- make_synthetic
-
-
-def _assert_clean_csr(X, shape, nnz):
-    assert isinstance(X, sp.csr_matrix)
-    assert X.shape == shape
-    assert X.nnz == nnz
-    assert X.data.dtype == np.float32 and np.all(X.data == 1.0)
-    assert X.indices.dtype == np.int32 and X.indptr.dtype == np.int32
-    assert X.tocoo().nnz == nnz  # scipy methods work (no mixed index dtypes)
-    assert X.indptr[0] == 0 and X.indptr[-1] == nnz and np.all(np.diff(X.indptr) >= 0)
-    assert X.indices.min(initial=0) >= 0 and X.indices.max(initial=0) < shape[1]
-    row_of = np.repeat(np.arange(shape[0]), np.diff(X.indptr))
-    keys = row_of * shape[1] + X.indices
-    assert np.all(np.diff(keys) > 0), "indices not strictly increasing within rows (unsorted or duplicates)"
-    assert X.has_canonical_format
-
-
-@pytest.mark.parametrize(
-    "n_users, n_items, n_interactions",
-    [(1, 1, 1), (5, 7, 35), (5, 7, 34), (10, 3, 1), (3, 1000, 2900), (300, 500, 20_000),
-     (2000, 300, 590_000)],  # the last one is 98% full: dense rows
-)
-@pytest.mark.parametrize("popularity", [0.0, 1.0, 40.0])
-def test_make_synthetic_exact_counts_and_format(n_users, n_items, n_interactions, popularity):
-    X = make_synthetic(n_users, n_items, n_interactions, popularity=popularity, random_state=3)
-    _assert_clean_csr(X, (n_users, n_items), n_interactions)
-    if n_interactions >= n_users:
-        assert np.diff(X.indptr).min() >= 1  # every user has at least one interaction
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.integers(1, 30),
-    st.integers(1, 40),
-    st.floats(0.0, 1.0),
-    st.integers(1, 5),
-    st.floats(0.0, 3.0),
-    st.integers(0, 2**32 - 1),
-)
-def test_make_synthetic_property(n_users, n_items, fill, factors, popularity, seed):
-    n_interactions = max(1, round(fill * n_users * n_items))
-    X, user_factors, item_factors = make_synthetic(
-        n_users, n_items, n_interactions, factors=factors, popularity=popularity, random_state=seed,
-        return_factors=True,
-    )
-    _assert_clean_csr(X, (n_users, n_items), n_interactions)
-    assert user_factors.shape == (n_users, factors) and item_factors.shape == (n_items, factors)
-    assert np.allclose(user_factors.sum(axis=1), 1, atol=1e-5)  # topic mixtures
-    assert np.allclose(item_factors.sum(axis=0), 1, atol=1e-5)  # topics' item distributions
-
-
-def test_make_synthetic_is_seeded():
-    first = make_synthetic(400, 300, 6000, random_state=7)
-    again = make_synthetic(400, 300, 6000, random_state=7)
-    other = make_synthetic(400, 300, 6000, random_state=8)
-    assert np.array_equal(first.indptr, again.indptr) and np.array_equal(first.indices, again.indices)
-    assert (first != other).nnz > 0
-    from_generator = make_synthetic(400, 300, 6000, random_state=np.random.default_rng(7))
-    assert np.array_equal(from_generator.indices, first.indices)  # default_rng(7) is seed 7
-    from_sequence = make_synthetic(400, 300, 6000, random_state=np.random.SeedSequence(7))
-    assert np.array_equal(from_sequence.indices, first.indices)
-    from_legacy = make_synthetic(400, 300, 6000, random_state=np.random.RandomState(7))
-    again_legacy = make_synthetic(400, 300, 6000, random_state=np.random.RandomState(7))
-    assert np.array_equal(from_legacy.indices, again_legacy.indices)
-    _assert_clean_csr(from_legacy, (400, 300), 6000)
-    unseeded = make_synthetic(400, 300, 6000)
-    assert (unseeded != first).nnz > 0
-
-
-def _top_decile_share(X):
-    counts = np.sort(np.bincount(X.indices, minlength=X.shape[1]))[::-1]
-    return counts[: X.shape[1] // 10].sum() / counts.sum()
-
-
-def test_popularity_skews_items():
-    flat = make_synthetic(1000, 1700, 55_000, popularity=0.0, random_state=1)
-    zipf = make_synthetic(1000, 1700, 55_000, popularity=1.0, random_state=1)
-    steep = make_synthetic(1000, 1700, 55_000, popularity=2.0, random_state=1)
-    # Measured: about 0.28, 0.50 and 0.85.
-    assert _top_decile_share(flat) < 0.35
-    assert _top_decile_share(zipf) > _top_decile_share(flat) + 0.15
-    assert _top_decile_share(steep) > _top_decile_share(zipf) + 0.15
-
-
-def _mean_auc(train, test, scores):
-    """Mean per-user AUC of test positives against items in neither train nor test (ties half)."""
-    aucs = []
-    for u in range(test.shape[0]):
-        positives = test.indices[test.indptr[u]:test.indptr[u + 1]]
-        excluded = np.zeros(test.shape[1], dtype=bool)
-        excluded[positives] = True
-        excluded[train.indices[train.indptr[u]:train.indptr[u + 1]]] = True
-        negatives = scores[u, ~excluded]
-        if positives.size == 0 or negatives.size == 0:
-            continue
-        pos = scores[u, positives][:, None]
-        aucs.append(np.mean((pos > negatives) + 0.5 * (pos == negatives)))
-    return float(np.mean(aucs))
-
-
-@pytest.mark.parametrize("popularity", [0.0, 1.0])
-def test_planted_structure_predicts_held_out_items(popularity):
-    X, user_factors, item_factors = make_synthetic(
-        1000, 1700, 55_000, popularity=popularity, random_state=0, return_factors=True
-    )
-    train, test = holdout_split(X, 0.2, random_state=1)
-    true_auc = _mean_auc(train, test, user_factors @ item_factors.T)
-    item_counts = np.asarray(train.sum(axis=0), dtype=float)
-    popularity_auc = _mean_auc(train, test, np.repeat(item_counts, X.shape[0], axis=0))
-    shuffled = np.random.default_rng(0).permutation(X.shape[0])
-    wrong_user_auc = _mean_auc(train, test, user_factors[shuffled] @ item_factors.T)
-    # Measured (seeds 0-2): true 0.84 / 0.91, popularity 0.71 / 0.85, wrong users 0.60 / 0.79.
-    assert true_auc > popularity_auc + 0.04
-    assert true_auc > wrong_user_auc + 0.1
-    assert true_auc > 0.8
-
-
-@pytest.mark.parametrize("rounds", [6, 0])  # bulk draws; the dense Gumbel fallback alone
-def test_sampler_is_sequential_sampling_without_replacement(monkeypatch, rounds):
-    """Items drawn per user follow P(a) = p_a and P({a, b}) = sum over orders of p_a p_b / (1 - p_a)."""
-    n_users = 60_000
-    theta = np.tile([0.3, 0.7], (n_users, 1))
-    phi = np.array([[8, 1], [6, 1], [4, 1], [2, 1], [1, 1], [1, 2], [1, 4], [1, 8], [0.5, 0.5], [0.5, 0.5]])
-    phi /= phi.sum(axis=0)
-    p = theta[0] @ phi.T
-    need = np.tile([1, 2], n_users // 2)  # users alternate: one item, two items
-    monkeypatch.setattr(datasets, "_ROUNDS", rounds)
-    table = datasets._inverse_cdf_table(phi.T)
-    keys = datasets._sample_block(np.random.default_rng(5), theta, phi, table, need)
-    assert np.array_equal(keys // 10, np.repeat(np.arange(n_users), need))
-    items = keys % 10
-    singles = items[np.repeat(need == 1, need)]
-    pairs = items[np.repeat(need == 2, need)].reshape(-1, 2)
-    assert np.all(pairs[:, 0] < pairs[:, 1])
-    # Standard errors <= 0.003; the draws are seeded, so this is deterministic.
-    assert np.abs(np.bincount(singles, minlength=10) / singles.size - p).max() < 0.012
-    for a in range(10):
-        for b in range(a + 1, 10):
-            expected = p[a] * p[b] / (1 - p[a]) + p[b] * p[a] / (1 - p[b])
-            found = np.mean((pairs[:, 0] == a) & (pairs[:, 1] == b))
-            assert abs(found - expected) < 0.012, ((a, b), found, expected)
-
-
-@pytest.mark.parametrize(
-    "args, kwargs, error, pattern",
-    [
-        ((10, 10, 101), {}, ValueError, r"n_interactions must be <= n_users \* n_items = 100.*got 101"),
-        ((0, 10, 5), {}, ValueError, r"n_users must be a positive integer"),
-        ((10, 2.5, 5), {}, TypeError, r"n_items must be a positive integer; got 2.5"),
-        ((10, 10, 0), {}, ValueError, r"n_interactions must be a positive integer"),
-        ((10, 10, 5), {"factors": 0}, ValueError, r"factors must be a positive integer"),
-        ((10, 10, 5), {"popularity": -1}, ValueError, r"popularity must be >= 0.0; got -1"),
-        ((10, 10, 5), {"popularity": "zipf"}, TypeError, r"popularity must be a real number"),
-        ((10, 10, 5), {"random_state": "seed"}, TypeError, r"random_state must be None, a non-negative int"),
-        ((10, 10, 5), {"random_state": -3}, ValueError, r"random_state must be a non-negative integer.*-3"),
-        ((10, 10, 5), {"return_factors": "yes"}, TypeError, r"return_factors must be True or False"),
-    ],
-)
-def test_make_synthetic_validates_arguments(args, kwargs, error, pattern):
-    with pytest.raises(error, match=pattern):
-        make_synthetic(*args, **kwargs)
-
-
-# --------------------------------------------------------------------------- holdout_split
-
-
-def test_holdout_split_partitions_positives():
-    X = make_synthetic(300, 200, 5000, random_state=2)
-    train, test = holdout_split(X, test_fraction=0.25, random_state=4)
-    for part, nnz in ((train, 3750), (test, 1250)):
-        _assert_clean_csr(part, X.shape, nnz)
-    assert (train + test != X).nnz == 0  # disjoint (a shared entry would sum to 2) and complete
-    again_train, again_test = holdout_split(X, test_fraction=0.25, random_state=4)
-    assert np.array_equal(again_test.indices, test.indices) and np.array_equal(again_test.indptr, test.indptr)
-    _, other_test = holdout_split(X, test_fraction=0.25, random_state=5)
-    assert (other_test != test).nnz > 0
-    # Per-interaction: every user's share of test positives is near 1/4 on average.
-    share = test.getnnz(axis=1) / np.maximum(X.getnnz(axis=1), 1)
-    assert abs(share[X.getnnz(axis=1) >= 20].mean() - 0.25) < 0.03
-
-
-def test_holdout_split_accepts_coo_and_movielens(shared_folder):
-    train, _ = load_movielens()
-    fit, held_out = holdout_split(train, 0.1, random_state=0)  # COO in
-    _assert_clean_csr(fit, train.shape, train.nnz - round(0.1 * train.nnz))
-    assert held_out.nnz == round(0.1 * train.nnz)
-    assert _pairs(fit) | _pairs(held_out) == _pairs(train)
-
-
-@pytest.mark.parametrize(
-    "X, fraction, error, pattern",
-    [
-        (sp.eye(5, format="csr"), 0.0, ValueError, r"test_fraction must be > 0.0; got 0.0"),
-        (sp.eye(5, format="csr"), 1.0, ValueError, r"test_fraction must be < 1.0; got 1.0"),
-        (sp.eye(5, format="csr"), "0.2", TypeError, r"test_fraction must be a real number"),
-        (np.eye(5), 0.2, TypeError, r"X must be a scipy.sparse matrix"),
-    ],
-)
-def test_holdout_split_validates_arguments(X, fraction, error, pattern):
-    with pytest.raises(error, match=pattern):
-        holdout_split(X, fraction)

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bpr_numba"
 # Lower layers first; a module may import only from its own layer or below.
 LAYERS = [
     {"_kernels"},
-    {"_runtime", "data", "_csv", "_validation"},
+    {"_runtime", "data", "_csv", "_sparse", "_validation"},
     {"_scoring", "persistence"},
     {"_model", "_training", "_foldin"},
     {"estimator", "baselines", "metrics", "datasets", "split", "export", "implicit",

@@ -1,4 +1,4 @@
-"""Tests of bpr_numba.split: random_split, leave_k_out, time_split."""
+"""Tests of bpr_numba.split: random_split, leave_k_out, time_split, holdout_split."""
 
 import math
 
@@ -7,9 +7,12 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
+from sparse_checks import assert_canonical_ones
 
 from bpr_numba.data import Interactions
-from bpr_numba.split import leave_k_out, random_split, time_split
+from bpr_numba.datasets import holdout_split as holdout_split_reexported
+from bpr_numba.datasets import make_synthetic
+from bpr_numba.split import holdout_split, leave_k_out, random_split, time_split
 
 SEEDS = [None, 0, 7]
 
@@ -394,3 +397,47 @@ def test_bad_timestamps():
         leave_k_out(Interactions(X, timestamps=np.array([1.0, np.nan, 2.0])))
     with pytest.raises(TypeError, match="numeric timestamps"):
         time_split(Interactions(X, timestamps=np.array(["a", "b", "c"])), 1)
+
+
+# --------------------------------------------------------------------------- holdout_split
+
+
+def test_holdout_split_partitions_positives():
+    X = make_synthetic(300, 200, 5000, random_state=2)
+    train, test = holdout_split(X, test_fraction=0.25, random_state=4)
+    for part, nnz in ((train, 3750), (test, 1250)):
+        assert_canonical_ones(part, X.shape, nnz)
+    assert (train + test != X).nnz == 0  # disjoint (a shared entry would sum to 2) and complete
+    again_train, again_test = holdout_split(X, test_fraction=0.25, random_state=4)
+    assert np.array_equal(again_test.indices, test.indices) and np.array_equal(again_test.indptr, test.indptr)
+    _, other_test = holdout_split(X, test_fraction=0.25, random_state=5)
+    assert (other_test != test).nnz > 0
+    # Per-interaction: every user's share of test positives is near 1/4 on average.
+    share = test.getnnz(axis=1) / np.maximum(X.getnnz(axis=1), 1)
+    assert abs(share[X.getnnz(axis=1) >= 20].mean() - 0.25) < 0.03
+
+
+def test_holdout_split_accepts_coo_and_movielens(movielens):
+    train = movielens[0].tocoo()
+    fit, held_out = holdout_split(train, 0.1, random_state=0)  # COO in
+    assert_canonical_ones(fit, train.shape, train.nnz - round(0.1 * train.nnz))
+    assert held_out.nnz == round(0.1 * train.nnz)
+    assert (fit + held_out != train).nnz == 0  # disjoint and complete
+
+
+@pytest.mark.parametrize(
+    "X, fraction, error, pattern",
+    [
+        (sp.eye(5, format="csr"), 0.0, ValueError, r"test_fraction must be > 0.0; got 0.0"),
+        (sp.eye(5, format="csr"), 1.0, ValueError, r"test_fraction must be < 1.0; got 1.0"),
+        (sp.eye(5, format="csr"), "0.2", TypeError, r"test_fraction must be a real number"),
+        (np.eye(5), 0.2, TypeError, r"X must be a scipy.sparse matrix"),
+    ],
+)
+def test_holdout_split_validates_arguments(X, fraction, error, pattern):
+    with pytest.raises(error, match=pattern):
+        holdout_split(X, fraction)
+
+
+def test_holdout_split_is_still_importable_from_datasets():
+    assert holdout_split_reexported is holdout_split
