@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import types
 
+from numba.core.compiler import Compiler
+
 
 def specialise(template, name, **leaves):
     """A copy of the plain function ``template`` named ``name``, with ``leaves`` as globals.
@@ -47,3 +49,18 @@ def specialise(template, name, **leaves):
     func.__module__ = template.__module__
     func.__doc__ = template.__doc__
     return func
+
+
+class NoAliasCompiler(Compiler):
+    """Numba's default pipeline, with the array arguments marked ``noalias``.
+
+    Numba compiles the body of a ``prange`` loop so when it can prove the
+    arrays do not overlap; a kernel whose array arguments never overlap (the
+    factors, the optimiser state and the scratch rows are separate
+    allocations) gets the same code this way: LLVM may keep values in
+    registers across stores and vectorise the row loops.
+    """
+
+    def define_pipelines(self):
+        self.state.flags.noalias = True
+        return super().define_pipelines()
