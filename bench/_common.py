@@ -7,11 +7,12 @@ children of throughput.py and csv_memory.py import it before anything else.
 * environment: :func:`cpu_model`, :func:`git_state`, :func:`versions`,
   :func:`environment` (the header of every JSON record), :func:`machine_info`;
 * records: :func:`stamp`, :func:`result_path`, :func:`write_record` (one JSON
-  file in the ignored bench/results/);
+  file in the ignored bench/results/), :func:`finish` (write and print a run);
 * tables: :func:`fmt`, :func:`si`, :func:`rate`, :func:`versions_line`, :func:`table`
   (markdown);
-* arguments: :func:`add_interpreter_arguments`, :func:`add_output_argument`;
-* children: :func:`log`, :func:`run_json` (a fresh process whose last stdout
+* arguments: :func:`make_parser`, :func:`add_interpreter_arguments`,
+  :func:`add_output_argument`, :func:`options` (the parsed options for a record);
+* children: :func:`workdir` (kept or temporary), :func:`log`, :func:`run_json` (a fresh process whose last stdout
   line is JSON), :func:`cold_and_cached` (the same snippet with an empty, then
   the warm numba cache), :func:`proc_status`, :func:`reset_peak` and
   :func:`maxrss_bytes` (peak RSS of a child), :func:`python_env`.
@@ -19,6 +20,8 @@ children of throughput.py and csv_memory.py import it before anything else.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import platform
@@ -139,6 +142,19 @@ def write_record(record, prefix, output=None, indent=1):
     return path
 
 
+def finish(record, prefix, render, output=None, start=None):
+    """Close a run: ``load_average_end`` and ``process_wall_s`` (since ``start``), write the
+    record (:func:`write_record`), print ``render(record)`` and the JSON path; return the path."""
+    record["load_average_end"] = os.getloadavg()
+    if start is not None:
+        record["process_wall_s"] = time.perf_counter() - start
+    path = write_record(record, prefix, output)
+    print()
+    print(render(record))
+    print(f"\nJSON: {path}")
+    return path
+
+
 # ------------------------------------------------------------------ tables
 
 
@@ -188,6 +204,22 @@ def table(header, rows, align=None):
 # ------------------------------------------------------------------ arguments
 
 
+def make_parser(doc, script=None):
+    """A bench script's ArgumentParser, its description the first line of ``doc``.
+
+    The epilog is the rest of ``doc`` (as written), or with ``script`` (the
+    file's name) a pointer to its docstring, the defaults then shown per option.
+    """
+    description = doc.split("\n")[0]
+    if script:
+        return argparse.ArgumentParser(
+            description=description,
+            epilog=f"See the module docstring (top of bench/{script}) for what is measured.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=description, epilog=doc.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_interpreter_arguments(parser, timeout=None):
     """``--peers-python``, ``--ours-python``, ``--workdir`` and ``--timeout`` of the worker drivers."""
     parser.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
@@ -195,17 +227,38 @@ def add_interpreter_arguments(parser, timeout=None):
     parser.add_argument("--ours-python", default=DEFAULT_OURS_PYTHON,
                         help="interpreter with bpr_numba (also prepares data and scores)")
     parser.add_argument("--workdir", default=None,
-                        help="keep data here (reused when present) instead of a temporary folder")
+                        help="keep data and factors here (data is reused when present) "
+                             "instead of a temporary folder")
     parser.add_argument("--timeout", type=float, default=timeout, help="seconds per worker")
 
 
 def add_output_argument(parser, prefix, *names):
     """The JSON path option (``--output`` unless ``names`` says otherwise), default None."""
-    parser.add_argument(*(names or ("--output",)), default=None, type=Path, dest="output",
+    names = names or ("--output",)
+    parser.add_argument(*names, default=None, type=Path, dest="output",
+                        metavar=names[0].lstrip("-").upper(),
                         help=f"JSON path (default bench/results/{prefix}-<timestamp>.json)")
 
 
+def options(args):
+    """``vars(args)`` for a record: paths as strings."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 # ------------------------------------------------------------------ children
+
+
+@contextlib.contextmanager
+def workdir(path, prefix):
+    """Yield ``path`` as a Path (made if missing, kept), or a temporary folder removed after."""
+    if path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+
 
 
 def log(message):

@@ -47,8 +47,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import (environment, maxrss_bytes, proc_status, python_env, reset_peak,  # noqa: E402
-                     run_json, table, write_record)
+from _common import (environment, make_parser, maxrss_bytes, options,  # noqa: E402
+                     proc_status, python_env, reset_peak, run_json, table, write_record)
 
 HEADER = b"user,item,rating,timestamp\n"
 WRITE_CHUNK = 1_000_000
@@ -162,9 +162,7 @@ def run_child(path, chunk_rows, use_pandas):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = make_parser(__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000, help="events (default 10M)")
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=50_000)
@@ -216,8 +214,7 @@ def main(argv=None):
     print(f"\npeak: {runs['from_csv']['method']}")
     if args.json:
         record = {
-            "argv": sys.argv[1:], "options": {k: (str(v) if isinstance(v, Path) else v)
-                                              for k, v in vars(args).items()},
+            "argv": sys.argv[1:], "options": options(args),
             "environment": environment(),
             "file_bytes": file_bytes, "write_seconds": write_s, "runs": runs,
         }

@@ -37,7 +37,7 @@ import os
 import sys
 import time
 
-from _common import cold_and_cached, environment, table, write_record
+from _common import cold_and_cached, environment, finish, table
 
 METRICS = ("full_auc", "auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
 
@@ -130,12 +130,7 @@ def main():
         record["datasets"].append(result)
         print(row_summary(result), flush=True)
 
-    record["load_average_end"] = os.getloadavg()
-    record["process_wall_s"] = time.perf_counter() - wall_start
-    path = write_record(record, "evaluation")
-    print()
-    print(markdown(record))
-    print(f"\nJSON: {path}")
+    finish(record, "evaluation", markdown, start=wall_start)
 
 
 # ------------------------------------------------------------------ data

@@ -67,15 +67,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _common import (add_interpreter_arguments, add_output_argument, fmt, log, machine_info,
-                     table, versions_line, write_record)
+                     make_parser, options, table, versions_line, workdir, write_record)
 from _workers import (LIBRARIES, OURS_CONFIGS, PEER_CONFIGS, SEED, prepare_data,
                       run_worker)
 
@@ -83,10 +81,7 @@ DATASETS = ("ml-100k", "synthetic")
 
 # --------------------------------------------------------------------- driver
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="See the module docstring (top of bench/peers.py) for what is measured.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(__doc__, "peers.py")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: ml-100k only, 1 thread, 3 epochs (figures mean little)")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
@@ -148,19 +143,11 @@ def jobs_for(args, threads):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.perf_counter()
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bpr-peers-")
-        work = Path(tmp.name)
-    report = {"machine": machine_info(), "args": {k: str(v) if isinstance(v, Path) else v
-                                                  for k, v in vars(args).items()},
+    report = {"machine": machine_info(), "args": options(args),
               "seed": SEED, "datasets": {}, "rows": [], "tuning": [], "versions": {}}
     pythons = {"bpr-numba": args.ours_python, "implicit": args.peers_python,
                "lightfm": args.peers_python, "cornac": args.peers_python}
-    try:
+    with workdir(args.workdir, "bpr-peers-") as work:
         for dataset in args.datasets:
             epochs = args.epochs_ml100k if dataset == "ml-100k" else args.epochs_synthetic
             data_dir = work / dataset
@@ -227,9 +214,6 @@ def main(argv=None):
                     tuned = [r for r in runs if r["kind"] == "tune"]
                     if tuned:
                         report["tuning"].append(tuning_record(row, tuned, args.tune_metric))
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     add_ratios(report["rows"])
     report["total_seconds"] = time.perf_counter() - t_start
     print(render(report, args))

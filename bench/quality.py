@@ -53,17 +53,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _common import (add_interpreter_arguments, add_output_argument, log, machine_info,
-                     table, versions_line, write_record)
+                     make_parser, options, table, versions_line, workdir, write_record)
 from _workers import PEER_CONFIGS, prepare_data, run_worker
 
 DATASETS = ("ml-100k", "synthetic")
@@ -98,10 +96,7 @@ QUICK_KEYS = ("popularity", "bpr-bias", "bpr-nobias", "implicit", "lightfm-warp"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="See the module docstring (top of bench/quality.py) for what is measured.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(__doc__, "quality.py")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1 seed, 3 epochs, a few ml-100k rows, small synthetic")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
@@ -233,18 +228,11 @@ def main(argv=None):
     t_start = time.perf_counter()
     command = "python bench/quality.py" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bpr-quality-")
-        work = Path(tmp.name)
     report = {"kind": "quality", "command": command, "machine": machine_info(),
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "args": options(args),
               "metrics": list(COLUMNS), "datasets": {}, "rows": [],
               "versions": {}, "load_average_start": os.getloadavg()[0]}
-    try:
+    with workdir(args.workdir, "bpr-quality-") as work:
         for dataset in args.datasets:
             if dataset == "ml-100k":
                 request = {"dataset": "ml-100k"}
@@ -269,9 +257,6 @@ def main(argv=None):
                 report["rows"].append(row)
                 if versions:
                     report["versions"].setdefault(row["python"], {}).update(versions)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     report["item_bias"] = item_bias_comparison(report["rows"])
     report["load_average_end"] = os.getloadavg()[0]
     report["total_seconds"] = time.perf_counter() - t_start

@@ -49,17 +49,16 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import add_output_argument, environment, result_path, si, table, write_record
+from _common import (add_output_argument, environment, finish, make_parser, result_path, si,
+                     table)
 
 import numba
 import numpy as np
@@ -750,9 +749,7 @@ def markdown(rec):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="Numba thread counts (default 1 and all cores)")
     parser.add_argument("--bw-mib", nargs="+", type=float, default=None,
@@ -869,12 +866,7 @@ def main(argv=None):
                                                              cache_list, t))
                     row["measured_samples_per_s"] = measured.get((f, opt, k, t))
                     rec["model"].append(row)
-    rec["load_average_end"] = os.getloadavg()
-    rec["process_wall_s"] = time.perf_counter() - start
-    path = write_record(rec, "roofline", args.output)
-    print()
-    print(markdown(rec))
-    print(f"\nJSON: {path}")
+    finish(rec, "roofline", markdown, args.output, start)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (add_output_argument, cold_and_cached, environment, python_env, rate,
-                     result_path, run_json, table, write_record)
+from _common import (add_output_argument, cold_and_cached, environment, finish, make_parser,
+                     options, python_env, rate, result_path, run_json, table)
 from _workers import holdout_split
 
 PARTS = ("compile", "sweep", "sizes", "memory")
@@ -153,9 +153,7 @@ def size_arg(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="what to run (default: all)")
     parser.add_argument("--sizes", nargs="+", type=size_arg, default=None,
@@ -474,7 +472,7 @@ def main(argv=None):
 
     env = dict(environment(), NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR"))
     record = {"argv": sys.argv[1:], "quick": args.quick, "environment": env,
-              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+              "options": options(args)}
     max_threads = max(args.threads)
     data = Datasets(args.items, args.per_user)
 
@@ -547,12 +545,7 @@ def main(argv=None):
         memory_data["note"] = "plain fit on the whole generated matrix (no holdout split)"
         record["memory"] = {"data": memory_data, "rows": rows}
 
-    record["load_average_end"] = os.getloadavg()
-    record["process_wall_s"] = time.perf_counter() - wall_start
-    path = write_record(record, "throughput", args.output)
-    print()
-    print(markdown(record))
-    print(f"\nJSON: {path}")
+    finish(record, "throughput", markdown, args.output, wall_start)
 
 
 if __name__ == "__main__":
