@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,7 +47,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import cpu_model, git_state  # noqa: E402
+from _common import (environment, make_parser, maxrss_bytes, options,  # noqa: E402
+                     proc_status, python_env, reset_peak, run_json, table, write_record)
 
 HEADER = b"user,item,rating,timestamp\n"
 WRITE_CHUNK = 1_000_000
@@ -106,33 +105,14 @@ def write_csv(path, rows, n_users, n_items, seed):
 # --------------------------------------------------------------------------- the child
 
 
-def _status():
-    fields = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(path, chunk_rows, use_pandas):
     """Run one load in this (fresh) process and print a JSON record."""
     from bpr_numba.data import Interactions
 
     if use_pandas:
         import pandas as pd
-    out = {"clear_refs": _reset_peak()}
-    out["rss_before"] = _status()["VmRSS"]
+    out = {"clear_refs": reset_peak()}
+    out["rss_before"] = proc_status()["VmRSS"]
     start = time.perf_counter()
     if use_pandas:
         frame = pd.read_csv(path)
@@ -142,10 +122,10 @@ def child(path, chunk_rows, use_pandas):
         X = Interactions.from_csv(path, "user", "item", "rating", "timestamp",
                                   chunk_rows=chunk_rows)
     out["seconds"] = time.perf_counter() - start
-    end = _status()
+    end = proc_status()
     out["rss_end"] = end["VmRSS"]
     out["hwm"] = end["VmHWM"]
-    out["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["maxrss"] = maxrss_bytes()
     m = X.matrix
     out["shape"] = list(m.shape)
     out["nnz"] = int(m.nnz)
@@ -160,13 +140,12 @@ def child(path, chunk_rows, use_pandas):
 def run_child(path, chunk_rows, use_pandas):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path),
            "--chunk-rows", str(chunk_rows)] + (["--pandas"] if use_pandas else [])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent),
-                                                      env.get("PYTHONPATH")]))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode:
-        sys.exit(f"the child failed:\n{done.stderr}")
-    record = json.loads(done.stdout.strip().splitlines()[-1])
+    env = python_env()  # bench/ and the checkout holding it (its bpr_numba) on PYTHONPATH
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env["PYTHONPATH"]])
+    try:
+        record, _ = run_json(cmd, env=env)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"the child failed:\n{exc.stderr}")
     if record["clear_refs"]:
         record["method"] = "VmHWM (reset through /proc/self/clear_refs) - VmRSS before the call"
         peak = record["hwm"]
@@ -183,9 +162,7 @@ def run_child(path, chunk_rows, use_pandas):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = make_parser(__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000, help="events (default 10M)")
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=50_000)
@@ -228,28 +205,20 @@ def main(argv=None):
     print(f"\nresult: {runs['from_csv']['shape'][0]:,} users x {runs['from_csv']['shape'][1]:,} "
           f"items, {rows:,} interactions; bytes: " + ", ".join(
               f"{k} {mb(v)}" for k, v in runs["from_csv"]["result_bytes"].items()))
-    print("\n| path | seconds | rows/s | peak RSS growth | result bytes | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, r in runs.items():
-        print(f"| {label} | {r['seconds']:.1f} | {args.rows / r['seconds']:,.0f} | "
-              f"{mb(r['peak_growth_bytes'])} | {mb(r['result_total_bytes'])} | "
-              f"{r['ratio']:.2f}x |")
+    print()
+    print("\n".join(table(
+        ("path", "seconds", "rows/s", "peak RSS growth", "result bytes", "ratio"),
+        [(label, f"{r['seconds']:.1f}", f"{args.rows / r['seconds']:,.0f}",
+          mb(r["peak_growth_bytes"]), mb(r["result_total_bytes"]), f"{r['ratio']:.2f}x")
+         for label, r in runs.items()])))
     print(f"\npeak: {runs['from_csv']['method']}")
     if args.json:
-        commit, dirty = git_state(HERE)
         record = {
-            "argv": sys.argv[1:], "options": {k: (str(v) if isinstance(v, Path) else v)
-                                              for k, v in vars(args).items()},
-            "environment": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                            "python": platform.python_version(), "numpy": np.__version__,
-                            "git_commit": commit, "git_dirty_tracked_files": dirty},
+            "argv": sys.argv[1:], "options": options(args),
+            "environment": environment(),
             "file_bytes": file_bytes, "write_seconds": write_s, "runs": runs,
         }
-        out = HERE / "results" / f"csv_memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(record, indent=2))
-        print(f"wrote {out}")
-
+        print(f"wrote {write_record(record, 'csv_memory')}")
 
 
 def markdown(record):
@@ -259,15 +228,16 @@ def markdown(record):
     lines = [f"{opts['rows']:,} rows ({record['file_bytes'] / 1e6:.0f} MB), string ids, "
              f"{opts['users']:,} users x {opts['items']:,} items, chunk_rows "
              f"{opts['chunk_rows']:,}; {env.get('cpu')}, {env.get('cores')} cores, NumPy "
-             f"{env.get('numpy')}, git {str(env.get('git_commit'))[:10]}.", "",
-             "| reader | seconds | rows/s | peak RSS growth | result bytes | ratio |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"{env.get('numpy')}, git {str(env.get('git_commit'))[:10]}.", ""]
+    cells = []
     for name, run in record["runs"].items():
         result = sum(run["result_bytes"].values())
         growth = run["peak_growth_bytes"]
-        lines.append(f"| {name} | {run['seconds']:.2f} | {opts['rows'] / run['seconds']:,.0f} | "
-                     f"{growth / 2**20:.0f} MiB | {result / 2**20:.0f} MiB | "
-                     f"{growth / result:.2f}x |")
+        cells.append((name, f"{run['seconds']:.2f}", f"{opts['rows'] / run['seconds']:,.0f}",
+                      f"{growth / 2**20:.0f} MiB", f"{result / 2**20:.0f} MiB",
+                      f"{growth / result:.2f}x"))
+    lines += table(("reader", "seconds", "rows/s", "peak RSS growth", "result bytes", "ratio"),
+                   cells)
     lines += ["", "Result bytes: the CSR matrix (data, indices, indptr), the timestamps and the "
               "raw id arrays. Peak RSS growth: VmHWM after the call minus VmRSS before it."]
     return "\n".join(lines)

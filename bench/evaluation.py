@@ -33,16 +33,12 @@ skipped and the output says so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-from _common import cold_and_cached, cpu_model, git_state
+from _common import cold_and_cached, environment, finish, table
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("full_auc", "auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
 
 COMPILE_SNIPPET = r"""
@@ -56,6 +52,8 @@ U = rng.standard_normal((50, 8)).astype(np.float32)
 V = rng.standard_normal((40, 8)).astype(np.float32)
 test = sp.random(50, 40, density=0.1, random_state=1, format="csr")
 train = sp.random(50, 40, density=0.2, random_state=2, format="csr")
+train = (train - train.multiply(test != 0)).tocsr()  # disjoint, as evaluate requires
+train.eliminate_zeros()
 names = %r
 t2 = time.perf_counter()
 metrics.evaluate((U, V), test, train, names)
@@ -108,7 +106,11 @@ def main():
         print("scikit-learn is NOT installed: the NumPy + scikit-learn baseline is skipped "
               "(pip install scikit-learn to measure the ratio).", flush=True)
 
-    record = {"argv": sys.argv[1:], "environment": environment(sklearn), "datasets": []}
+    import numba  # noqa: F401 - environment() then reports numba_threads
+
+    env = dict(environment(), sklearn=None if sklearn is None else sklearn.__version__,
+               OPENBLAS_THREAD_TIMEOUT=os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+    record = {"argv": sys.argv[1:], "environment": env, "datasets": []}
     if not args.no_compile_timing:
         record["compile"] = compile_timing()
         print(f"compile: first call {record['compile']['cold']['first_call_s']:.2f} s with an empty "
@@ -128,14 +130,7 @@ def main():
         record["datasets"].append(result)
         print(row_summary(result), flush=True)
 
-    record["load_average_end"] = os.getloadavg()
-    record["process_wall_s"] = time.perf_counter() - wall_start
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print()
-    print(markdown(record))
-    print(f"\nJSON: {path}")
+    finish(record, "evaluation", markdown, start=wall_start)
 
 
 # ------------------------------------------------------------------ data
@@ -284,22 +279,6 @@ def compile_timing():
 # ------------------------------------------------------------------ report
 
 
-def environment(sklearn):
-    import numba
-    import numpy as np
-    import scipy
-
-    cpu = cpu_model()
-    commit, _ = git_state()
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-        "scipy": scipy.__version__, "sklearn": None if sklearn is None else sklearn.__version__,
-        "git_commit": commit, "load_average_start": os.getloadavg(),
-        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
-    }
-
-
 def row_summary(result):
     ours = result["bpr_numba"]
     text = (f"{result['name']}: bpr_numba {ours['users_per_s']:,.0f} users/s "
@@ -311,8 +290,7 @@ def row_summary(result):
 
 
 def markdown(record):
-    lines = ["| data | users evaluated | bpr_numba users/s (median s) | baseline users/s (sample) | ratio | max abs diff |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    cells = []
     for r in record["datasets"]:
         ours = r["bpr_numba"]
         if r["baseline"]:
@@ -321,13 +299,16 @@ def markdown(record):
             diff = f"{max(r['baseline']['max_abs_diff_vs_bpr_numba'].values()):.1e}"
         else:
             base, ratio, diff = "scikit-learn missing", "-", "-"
-        lines.append(f"| {r['name']} | {r['users_evaluated']:,} | {ours['users_per_s']:,.0f} "
-                     f"({ours['median_s']:.3f}) | {base} | {ratio} | {diff} |")
+        cells.append((r["name"], f"{r['users_evaluated']:,}",
+                      f"{ours['users_per_s']:,.0f} ({ours['median_s']:.3f})", base, ratio, diff))
+    lines = table(("data", "users evaluated", "bpr_numba users/s (median s)",
+                   "baseline users/s (sample)", "ratio", "max abs diff"), cells)
     if "compile" in record:
         c = record["compile"]
-        lines += ["", "| kernel load | first evaluate call (s) | process wall (s) |", "| --- | ---: | ---: |",
-                  f"| compile (empty cache) | {c['cold']['first_call_s']:.2f} | {c['cold']['process_wall_s']:.2f} |",
-                  f"| cached | {c['cached']['first_call_s']:.2f} | {c['cached']['process_wall_s']:.2f} |"]
+        lines += [""] + table(
+            ("kernel load", "first evaluate call (s)", "process wall (s)"),
+            [(name, f"{c[key]['first_call_s']:.2f}", f"{c[key]['process_wall_s']:.2f}")
+             for key, name in (("cold", "compile (empty cache)"), ("cached", "cached"))])
     env = record["environment"]
     lines += ["", f"{env['cpu']}, {env['cores']} cores, Numba {env['numba']}, NumPy {env['numpy']}, "
               f"scikit-learn {env['sklearn']}, OPENBLAS_THREAD_TIMEOUT={env['OPENBLAS_THREAD_TIMEOUT']}, "

@@ -14,27 +14,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import environment, run_json, write_record
 
 
 def run_train(extra, cache_dir):
     """Run ``bpr-numba train --json`` in a fresh process; return (json record, wall seconds)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "bpr_numba", "train", "--json", *extra],
-                         env=env, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - start
-    return json.loads(out.stdout.strip().splitlines()[-1]), wall
+    return run_json([sys.executable, "-m", "bpr_numba", "train", "--json", *extra],
+                    env=dict(os.environ, NUMBA_CACHE_DIR=cache_dir))
 
 
 def main():
@@ -72,8 +63,7 @@ def main():
         "train_seconds_per_epoch_median": statistics.median(per_epoch),
         "cold_cache_total_seconds": cold["total_seconds"],
         "cold_cache_process_wall_seconds": cold_wall,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": environment(),
     }
     print(f"mode {summary['mode']}, {n_epochs} epochs, {args.seeds} seeds")
     print(f"final full AUC: median {summary['final_auc_median']:.4f} "
@@ -86,9 +76,7 @@ def main():
     print(f"training seconds per epoch: median {summary['train_seconds_per_epoch_median']:.3f} s")
     print(f"cold cache (first-call JIT compile): total_seconds {cold['total_seconds']:.2f} s, "
           f"whole process {cold_wall:.2f} s")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"movielens-{summary['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=2))
+    path = write_record(summary, f"movielens-{summary['mode']}")
     print(f"wrote {path}")
 
 

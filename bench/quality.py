@@ -1,7 +1,7 @@
 """Quality tables: Popularity, bpr-numba with and without item bias, and the peers, one run.
 
-Drives bench/peers.py's worker subprocesses (its ``prepare``, ``train`` and
-``evaluate`` roles, with peers.py's interpreters and trainers), so every model
+Drives bench/_workers.py's subprocesses (its ``prepare``, ``train`` and
+``evaluate`` roles and trainers, with the interpreters peers.py uses), so every model
 trains on the very same CSR matrices and is scored by the same
 ``bpr_numba.metrics`` calls on its exported ``(user_factors, item_factors)``.
 
@@ -20,7 +20,7 @@ the median and the [min..max] range over the seeds are reported):
 * bpr-numba ``BPR()`` defaults (adagrad, 3 negative candidates, item bias) and
   ``BPR(item_bias=False)``, 10 epochs, factors 64;
 * on ml-100k, ``BPR.keras_compatible(epochs=20)`` (its recipe: 100 factors,
-  dense Adam, no bias) and the peers with peers.py's configurations: implicit
+  dense Adam, no bias) and the peers with _workers.PEER_CONFIGS: implicit
   BPR (lr 0.01, reg 0.01), LightFM BPR and WARP (lr 0.05), cornac BPR (lr 0.01,
   lambda 0.01), factors 64 (+ item bias), 10 epochs; and each peer again at the
   epoch count of its own documentation: implicit's default ``iterations=100``,
@@ -53,29 +53,26 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import peers  # bench/peers.py: the workers, interpreters and peer configurations
+from _common import (add_interpreter_arguments, add_output_argument, log, machine_info,
+                     make_parser, options, table, versions_line, workdir, write_record)
+from _workers import PEER_CONFIGS, prepare_data, run_worker
 
-HERE = Path(__file__).resolve()
-RESULTS = HERE.parent / "results"
 DATASETS = ("ml-100k", "synthetic")
 METRICS = ("auc", "precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
 COLUMNS = ("full_auc",) + METRICS
 
 # (key, library, label, params, epochs); epochs None = --epochs, 0 = not trained by epochs.
-IMPLICIT = peers.PEER_CONFIGS["implicit"][0][1]
-LIGHTFM_BPR = peers.PEER_CONFIGS["lightfm"][0][1]
-LIGHTFM_WARP = peers.PEER_CONFIGS["lightfm"][1][1]
-CORNAC = peers.PEER_CONFIGS["cornac"][0][1]
+IMPLICIT = PEER_CONFIGS["implicit"][0][1]
+LIGHTFM_BPR = PEER_CONFIGS["lightfm"][0][1]
+LIGHTFM_WARP = PEER_CONFIGS["lightfm"][1][1]
+CORNAC = PEER_CONFIGS["cornac"][0][1]
 OURS_ROWS = [
     ("popularity", "popularity", "Popularity()", {}, 0),
     ("bpr-bias", "bpr-numba", "BPR() defaults (item_bias=True)", {}, None),
@@ -99,10 +96,7 @@ QUICK_KEYS = ("popularity", "bpr-bias", "bpr-nobias", "implicit", "lightfm-warp"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="See the module docstring (top of bench/quality.py) for what is measured.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(__doc__, "quality.py")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1 seed, 3 epochs, a few ml-100k rows, small synthetic")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
@@ -122,15 +116,8 @@ def parse_args(argv=None):
     parser.add_argument("--synthetic-shape", nargs=3, type=int, default=[20_000, 5_000, 1_000_000],
                         metavar=("USERS", "ITEMS", "INTERACTIONS"),
                         help="make_synthetic size (total interactions, 20%% go to test)")
-    parser.add_argument("--peers-python", default="/work/peers-venv/bin/python",
-                        help="interpreter with implicit, lightfm and cornac")
-    parser.add_argument("--ours-python", default="/work/venv/bin/python",
-                        help="interpreter with bpr_numba (also prepares data and scores)")
-    parser.add_argument("--workdir", default=None,
-                        help="keep data here (reused when present) instead of a temporary folder")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per worker")
-    parser.add_argument("--output", default=None,
-                        help="JSON path (default bench/results/quality-<timestamp>.json)")
+    add_interpreter_arguments(parser, timeout=900)
+    add_output_argument(parser, "quality")
     args = parser.parse_args(argv)
     keys = [k for k, *_ in ML100K_ROWS]
     if args.rows is None:
@@ -164,23 +151,23 @@ def run_row(args, work, dataset, data_dir, key, library, label, params, epochs, 
     tag = f"{dataset}-{key}-e{epochs}"
     factors_dir = work / "factors" / tag
     factors_dir.mkdir(parents=True, exist_ok=True)
-    peers.log(f"[{dataset}] {label}, {epochs} epochs, seeds {seeds} ...")
+    log(f"[{dataset}] {label}, {epochs} epochs, seeds {seeds} ...")
     job = {"library": library, "params": params, "factors": args.factors,
            "threads": args.threads, "epochs": epochs or 1, "seeds": seeds,
            "data_dir": str(data_dir), "factors_dir": str(factors_dir)}
-    result = peers.run_worker(python, "train", job, work / f"{tag}.json", args.timeout)
+    result = run_worker(python, "train", job, work / f"{tag}.json", args.timeout)
     if "error" in result:
-        peers.log(f"    failed: {result['error']}")
+        log(f"    failed: {result['error']}")
         row["error"] = result["error"]
         return row, {}
     runs = result["runs"]
-    scored = peers.run_worker(args.ours_python, "evaluate",
+    scored = run_worker(args.ours_python, "evaluate",
                               {"data_dir": str(data_dir), "auc_users": 0,
                                "factors": [r["factors_file"] for r in runs],
                                "metrics": list(METRICS)},
                               work / f"{tag}-eval.json", args.timeout)
     if "error" in scored:
-        peers.log(f"    evaluation failed: {scored['error']}")
+        log(f"    evaluation failed: {scored['error']}")
         row["error"] = "evaluation: " + scored["error"]
         return row, result.get("versions", {})
     for run, score in zip(runs, scored["scores"]):
@@ -197,7 +184,7 @@ def run_row(args, work, dataset, data_dir, key, library, label, params, epochs, 
     if errors:
         row["eval_errors"] = errors
     m = row["metrics"]
-    peers.log("    full AUC " + fmt_spread(m["full_auc"]) + ", AUC " + fmt_spread(m["auc"])
+    log("    full AUC " + fmt_spread(m["full_auc"]) + ", AUC " + fmt_spread(m["auc"])
               + f", train {row['train_seconds']['median']:.2f} s")
     return row, result.get("versions", {})
 
@@ -239,21 +226,13 @@ def item_bias_comparison(rows):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.perf_counter()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_path = Path(args.output) if args.output else RESULTS / f"quality-{stamp}.json"
     command = "python bench/quality.py" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bpr-quality-")
-        work = Path(tmp.name)
-    report = {"kind": "quality", "command": command, "machine": peers.machine_info(),
-              "args": vars(args), "metrics": list(COLUMNS), "datasets": {}, "rows": [],
+    report = {"kind": "quality", "command": command, "machine": machine_info(),
+              "args": options(args),
+              "metrics": list(COLUMNS), "datasets": {}, "rows": [],
               "versions": {}, "load_average_start": os.getloadavg()[0]}
-    try:
+    with workdir(args.workdir, "bpr-quality-") as work:
         for dataset in args.datasets:
             if dataset == "ml-100k":
                 request = {"dataset": "ml-100k"}
@@ -268,9 +247,9 @@ def main(argv=None):
                          for k, lib, label, params, _ in OURS_ROWS[1:]]
                 seeds = list(range(args.synthetic_seeds))
             data_dir = work / dataset
-            meta = peers.prepare_data(args.ours_python, data_dir, request)
+            meta = prepare_data(args.ours_python, data_dir, request)
             report["datasets"][dataset] = {k: v for k, v in meta.items() if k != "request"}
-            peers.log(f"[{dataset}] train {meta['shape']} nnz {meta['train_nnz']:,}, "
+            log(f"[{dataset}] train {meta['shape']} nnz {meta['train_nnz']:,}, "
                       f"test nnz {meta['test_nnz']:,}")
             for key, library, label, params, epochs in plan:
                 row, versions = run_row(args, work, dataset, data_dir, key, library, label,
@@ -278,16 +257,12 @@ def main(argv=None):
                 report["rows"].append(row)
                 if versions:
                     report["versions"].setdefault(row["python"], {}).update(versions)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     report["item_bias"] = item_bias_comparison(report["rows"])
     report["load_average_end"] = os.getloadavg()[0]
     report["total_seconds"] = time.perf_counter() - t_start
     print(markdown(report))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=1))
-    peers.log(f"wrote {out_path} ({report['total_seconds']:.0f} s)")
+    out_path = write_record(report, "quality", args.output)
+    log(f"wrote {out_path} ({report['total_seconds']:.0f} s)")
     return 0
 
 
@@ -303,8 +278,8 @@ def markdown(report):
                  + (f"; load average {report['load_average_start']:.2f} at start, "
                     f"{report['load_average_end']:.2f} at end"
                     if "load_average_end" in report else "") + ".")
-    for python, versions in report.get("versions", {}).items():
-        lines.append(f"`{python}`: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    lines += [versions_line(python, versions, code=True)
+              for python, versions in report.get("versions", {}).items()]
     lines.append("")
     lines.append("Every model trains on the same CSR matrices and is scored by the same "
                  "`bpr_numba.metrics` calls on its exported factors: `full_auc` is the "
@@ -324,50 +299,40 @@ def markdown(report):
                      + ", ".join(f"{u:,}" for u in sorted({r.get('users_scored') for r in rows
                                                           if r.get('users_scored')})) + ".")
         lines.append("")
-        if dataset == "ml-100k":
-            lines.append("| model | factors | epochs | full_auc | auc | precision@10 | recall@10 "
-                         "| ndcg@10 | map@10 | mrr | train s |")
-            lines.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
-            for r in rows:
-                lines.append(row_line(r, ("precision@10", "recall@10", "ndcg@10", "map@10",
-                                          "mrr")))
-        else:
-            lines.append("| model | factors | epochs | full_auc | auc | ndcg@10 | train s |")
-            lines.append("|---|---:|---:|---|---|---:|---:|")
-            for r in rows:
-                lines.append(row_line(r, ("ndcg@10",)))
+        others = (("precision@10", "recall@10", "ndcg@10", "map@10", "mrr")
+                  if dataset == "ml-100k" else ("ndcg@10",))
+        lines += table(("model", "factors", "epochs", "full_auc", "auc", *others, "train s"),
+                       [row_cells(r, others) for r in rows], "lrrll" + "r" * (len(others) + 1))
     if report.get("item_bias"):
-        lines += ["", "### item_bias=True minus item_bias=False (bpr-numba defaults otherwise)", "",
-                  "| data | epochs | metric | True | False | Popularity | difference of medians "
-                  "| paired by seed: median [min..max] | True better |",
-                  "|---|---:|---|---:|---:|---:|---:|---|---:|"]
+        lines += ["", "### item_bias=True minus item_bias=False (bpr-numba defaults otherwise)", ""]
+        cells = []
         for c in report["item_bias"]:
             for name in ("full_auc", "auc", "ndcg@10"):
                 d = c[name]
                 pop = d["popularity"]
-                lines.append(
-                    f"| {c['dataset']} | {c['epochs']} | {name} | "
-                    f"{d['item_bias_true']['median']:.4f} | {d['item_bias_false']['median']:.4f} | "
-                    f"{'n/a' if not pop else format(pop['median'], '.4f')} | "
-                    f"{d['median_difference']:+.4f} | "
-                    + (fmt_spread(d["paired_differences"], "+.4f") if d["paired_differences"]
-                       else "n/a")
-                    + f" | {d['true_wins']}/{d['pairs']} |")
+                cells.append([
+                    c["dataset"], c["epochs"], name, f"{d['item_bias_true']['median']:.4f}",
+                    f"{d['item_bias_false']['median']:.4f}",
+                    "n/a" if not pop else format(pop["median"], ".4f"),
+                    f"{d['median_difference']:+.4f}",
+                    fmt_spread(d["paired_differences"], "+.4f") if d["paired_differences"]
+                    else "n/a", f"{d['true_wins']}/{d['pairs']}"])
+        lines += table(("data", "epochs", "metric", "True", "False", "Popularity",
+                        "difference of medians", "paired by seed: median [min..max]",
+                        "True better"), cells, "lrlrrrrlr")
     return "\n".join(lines)
 
 
-def row_line(r, others):
+def row_cells(r, others):
+    """The cells of one model's row: label, factors, epochs, the metrics and train s."""
     epochs = "-" if r["library"] == "popularity" else r["epochs"]
-    factors = r.get("factors") or "-"
+    cells = [r["label"], r.get("factors") or "-", epochs]
     if "error" in r:
-        return (f"| {r['label']} | {factors} | {epochs} | error: "
-                f"{r['error'].splitlines()[-1][:80]} |" + " |" * (len(others) + 2))
+        return cells + [f"error: {r['error'].splitlines()[-1][:80]}"] + [""] * (len(others) + 2)
     m = r["metrics"]
-    cells = [fmt_spread(m["full_auc"]), fmt_spread(m["auc"])]
+    cells += [fmt_spread(m["full_auc"]), fmt_spread(m["auc"])]
     cells += ["n/a" if not m.get(name) else format(m[name]["median"], ".4f") for name in others]
-    train = r["train_seconds"]["median"]
-    return (f"| {r['label']} | {factors} | {epochs} | " + " | ".join(cells)
-            + f" | {train:.3f} |")
+    return cells + [f"{r['train_seconds']['median']:.3f}"]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Usage::
 
 Sections: bench/quality.py (quality-*.json), bench/movielens.py
 (movielens-fast/keras-*.json), bench/peers.py (peers-*.json),
-bench/throughput.py, bench/roofline.py and bench/evaluation.py.
+bench/throughput.py, bench/roofline.py, bench/evaluation.py, bench/csv_memory.py
+and bench/compile.py.
 
 Each section names the command that produced it; figures are copied from the
 JSON files, never typed by hand.
@@ -19,19 +20,13 @@ import argparse
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from _common import BENCH as HERE, RESULTS, fmt, table, versions_line
 
 
 def newest(prefix):
     files = sorted(RESULTS.glob(f"{prefix}-*.json"))
     return (files[-1], json.loads(files[-1].read_text())) if files else (None, None)
-
-
-def fmt(value, spec=".3f"):
-    return "n/a" if value is None else format(value, spec)
 
 
 def machine_section(peers):
@@ -41,9 +36,8 @@ def machine_section(peers):
         lines.append(f"- CPU: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}")
         lines.append(f"- git commit of the peers run: `{m.get('git_commit')}`"
                      + (" (with uncommitted changes)" if m.get("git_dirty") else ""))
-        for python, versions in peers.get("versions", {}).items():
-            text = ", ".join(f"{k} {v}" for k, v in versions.items())
-            lines.append(f"- `{python}`: {text}")
+        lines += ["- " + versions_line(python, versions, code=True)
+                  for python, versions in peers.get("versions", {}).items()]
     lines.append("")
     return lines
 
@@ -67,20 +61,17 @@ def peers_section(path, peers, title="Side by side with implicit, LightFM and co
                      "The popularity row scores every item by its train count (what "
                      "`bpr_numba.baselines.Popularity` does), on the same test users.")
         lines.append("")
-        lines.append("| library | config | threads | epochs | s/epoch | samples/s | vs implicit "
-                     "| full AUC | AUC |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        rows = []
         if pop:
-            lines.append(f"| popularity | item train count | - | - | - | - | - | "
-                         f"{fmt(pop.get('full_auc'), '.4f')} | {fmt(pop.get('auc'), '.4f')} |")
-        for r in peers["rows"]:
-            if r["dataset"] != name or "error" in r:
-                continue
-            lines.append(
-                f"| {r['library']} | {r['config']} | {r['threads']} | {r['epochs']} | "
-                f"{fmt(r.get('seconds_per_epoch'))} | {r['samples_per_s'] / 1e6:.2f} M | "
-                f"{fmt(r.get('ratio_vs_implicit'), '.2f')} | {fmt(r.get('full_auc'), '.4f')} | "
-                f"{fmt(r.get('auc'), '.4f')} |")
+            rows.append(["popularity", "item train count"] + ["-"] * 5
+                        + [fmt(pop.get("full_auc"), ".4f"), fmt(pop.get("auc"), ".4f")])
+        rows += [[r["library"], r["config"], r["threads"], r["epochs"],
+                  fmt(r.get("seconds_per_epoch")), f"{r['samples_per_s'] / 1e6:.2f} M",
+                  fmt(r.get("ratio_vs_implicit"), ".2f"), fmt(r.get("full_auc"), ".4f"),
+                  fmt(r.get("auc"), ".4f")]
+                 for r in peers["rows"] if r["dataset"] == name and "error" not in r]
+        lines += table(("library", "config", "threads", "epochs", "s/epoch", "samples/s",
+                        "vs implicit", "full AUC", "AUC"), rows, "llrrrrrrr")
         lines.append("")
     return lines
 
@@ -95,16 +86,17 @@ def movielens_section():
             lines = ["## MovieLens 100k: the main job", ""]
         cmd = "python bench/movielens.py --seeds 5" + (" --keras --epochs 20" if mode == "keras" else "")
         curve = d["auc_median_by_epoch"]
-        lines += [f"`{cmd}` ({path.name}): {d['seeds']} seeds, {d['epochs']} epochs.", "",
-                  "| mode | median final full AUC (min..max) | AUC after epoch 1 / 10 / 20 "
-                  "| total_seconds | whole process | training s/epoch | cold-cache process |",
-                  "|---|---|---|---:|---:|---:|---:|",
-                  f"| {mode} | {d['final_auc_median']:.4f} ({d['final_auc_min']:.4f}.."
-                  f"{d['final_auc_max']:.4f}) | "
-                  + " / ".join(fmt(curve[e], '.4f') if e < len(curve) else "-" for e in (0, 9, 19))
-                  + f" | {d['total_seconds_median']:.2f} | {d['process_wall_seconds_median']:.2f} | "
-                  f"{d['train_seconds_per_epoch_median']:.3f} | "
-                  f"{d['cold_cache_process_wall_seconds']:.2f} |", ""]
+        lines += [f"`{cmd}` ({path.name}): {d['seeds']} seeds, {d['epochs']} epochs.", ""]
+        lines += table(
+            ("mode", "median final full AUC (min..max)", "AUC after epoch 1 / 10 / 20",
+             "total_seconds", "whole process", "training s/epoch", "cold-cache process"),
+            [(mode, f"{d['final_auc_median']:.4f} ({d['final_auc_min']:.4f}.."
+                    f"{d['final_auc_max']:.4f})",
+              " / ".join(fmt(curve[e], ".4f") if e < len(curve) else "-" for e in (0, 9, 19)),
+              f"{d['total_seconds_median']:.2f}", f"{d['process_wall_seconds_median']:.2f}",
+              f"{d['train_seconds_per_epoch_median']:.3f}",
+              f"{d['cold_cache_process_wall_seconds']:.2f}")], "lllrrrr")
+        lines.append("")
     pop = popularity_of("ml-100k")
     if lines and pop is not None:
         lines += [f"Popularity baseline (`bench/quality.py`, same data): full AUC {pop:.4f}.", ""]
@@ -174,6 +166,8 @@ def main():
     lines += markdown_of("evaluation", "Evaluation throughput", "python bench/evaluation.py")
     lines += markdown_of("csv_memory", "Reading a CSV: time and memory",
                          "python bench/csv_memory.py --json")
+    lines += markdown_of("compile", "Compilation: cold and warm numba cache",
+                         "python bench/compile.py")
     text = "\n".join(lines).rstrip() + "\n"
     if args.stdout:
         print(text)

@@ -49,24 +49,21 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import cpu_model, git_state
+from _common import (add_output_argument, environment, finish, make_parser, result_path, si,
+                     table)
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LINE = 64  # bytes per cache line
 F32 = 4
 
@@ -103,8 +100,10 @@ def _nb_triad(a, b, c, s, n_rep, n_par):
 # ------------------------------------------------------------------ (b) arithmetic kernels
 
 
-@njit(parallel=True, cache=False)
-def _dot_short_strict(A, B, n_iter, n_par):
+# The strict and fastmath builds of each dot loop are two njit wrappers of one Python
+# function: fine here, since these kernels are not cached (cache=False; NOTES.md: two cached
+# wrappers of one function share a cache entry and break).
+def _dot_short(A, B, n_iter, n_par):
     """Dot products of rows, summed as the kernel's _dot does (one serial chain)."""
     mask = A.shape[0] - 1
     out = np.zeros(n_par, np.float32)
@@ -121,26 +120,12 @@ def _dot_short_strict(A, B, n_iter, n_par):
     return out
 
 
-@njit(parallel=True, fastmath=True, cache=False)
-def _dot_short_fast(A, B, n_iter, n_par):
-    """The same with fastmath: the reduction is reassociated and vectorised."""
-    mask = A.shape[0] - 1
-    out = np.zeros(n_par, np.float32)
-    for p in prange(n_par):
-        acc = np.float32(0.0)
-        for r in range(n_iter):
-            x = np.float32(0.0)
-            ra = (r + p) & mask
-            rb = (r * 7 + 3 * p) & mask
-            for f in range(A.shape[1]):
-                x += A[ra, f] * B[rb, f]
-            acc += x
-        out[p] = acc
-    return out
+_dot_short_strict = njit(parallel=True, cache=False)(_dot_short)
+# With fastmath the reduction is reassociated and vectorised.
+_dot_short_fast = njit(parallel=True, fastmath=True, cache=False)(_dot_short)
 
 
-@njit(parallel=True, cache=False)
-def _dot_long_strict(a, b, n_rep, n_par):
+def _dot_long(a, b, n_rep, n_par):
     out = np.zeros(n_par, np.float32)
     for p in prange(n_par):
         acc = np.float32(0.0)
@@ -153,18 +138,8 @@ def _dot_long_strict(a, b, n_rep, n_par):
     return out
 
 
-@njit(parallel=True, fastmath=True, cache=False)
-def _dot_long_fast(a, b, n_rep, n_par):
-    out = np.zeros(n_par, np.float32)
-    for p in prange(n_par):
-        acc = np.float32(0.0)
-        for _ in range(n_rep):
-            x = np.float32(0.0)
-            for i in range(a.shape[1]):
-                x += a[p, i] * b[p, i]
-            acc += x
-        out[p] = acc
-    return out
+_dot_long_strict = njit(parallel=True, cache=False)(_dot_long)
+_dot_long_fast = njit(parallel=True, fastmath=True, cache=False)(_dot_long)
 
 
 @njit(parallel=True, cache=False)
@@ -394,9 +369,8 @@ def _cpu_list(text):
     return cpus
 
 
-def environment():
-    cpu = cpu_model()
-    commit, _ = git_state()
+def roofline_environment():
+    """_common.environment() plus the LLVM host CPU and the caches (sysfs and lscpu)."""
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         lscpu_caches = [" ".join(line.split()) for line in lscpu.splitlines() if " cache:" in line]
@@ -408,11 +382,8 @@ def environment():
         host_cpu = ll.get_host_cpu_name()
     except Exception:  # noqa: BLE001 - informative only
         host_cpu = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
-            "llvm_host_cpu": host_cpu, "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "git_commit": commit,
-            "caches": caches(), "lscpu_caches": lscpu_caches,
-            "load_average_start": os.getloadavg()}
+    return dict(environment(), llvm_host_cpu=host_cpu, caches=caches(),
+                lscpu_caches=lscpu_caches)
 
 
 # ------------------------------------------------------------------ measurements
@@ -676,18 +647,6 @@ def bounds_for(model, threads, meas, comp, item_level):
 # ------------------------------------------------------------------ report
 
 
-def fmt(x, unit=""):
-    if x is None:
-        return "-"
-    if x >= 1e9:
-        return f"{x / 1e9:.2f} G{unit}"
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M{unit}"
-    if x >= 1e3:
-        return f"{x / 1e3:.0f} k{unit}"
-    return f"{x:.2f}{unit}"
-
-
 BOUND_NAMES = {"dram_bw": "DRAM bandwidth", "item_level_bw": "item-level bandwidth",
                "random_rows": "random rows", "vector_compute": "vector compute"}
 
@@ -705,72 +664,66 @@ def markdown(rec):
               f"({w['n_items']:,} items x {w['columns']} float32), with optimiser state up to "
               f"{w['with_adam_state_bytes'] / 2**20:.1f} MiB (adam); working sets checked against "
               "the per-core L2 (x threads) and the shared L3.", ""]
-    lines += ["### (a) Streaming bandwidth (GB/s, best of repeats; STREAM byte counts)", "",
-              "| kernel | working set MiB | NumPy (1 thread) | " +
-              " | ".join(f"Numba {t} thr." for t in rec["threads"]) + " |",
-              "| --- | ---: | ---: | " + " | ".join("---:" for _ in rec["threads"]) + " |"]
+    lines += ["### (a) Streaming bandwidth (GB/s, best of repeats; STREAM byte counts)", ""]
     bw = rec["bandwidth"]
+    cells = []
     for kernel in ("copy", "triad"):
         for mib in sorted({r["working_set_mib"] for r in bw}):
             cell = {(r["impl"], r["threads"]): r["gb_per_s_best"] for r in bw
                     if r["kernel"] == kernel and r["working_set_mib"] == mib}
-            lines.append(f"| {kernel} | {mib:g} | {cell.get(('numpy', 1), 0):.1f} | " +
-                         " | ".join(f"{cell.get(('numba prange', t), 0):.1f}" for t in rec["threads"])
-                         + " |")
+            cells.append([kernel, f"{mib:g}", f"{cell.get(('numpy', 1), 0):.1f}"]
+                         + [f"{cell.get(('numba prange', t), 0):.1f}" for t in rec["threads"]])
+    lines += table(["kernel", "working set MiB", "NumPy (1 thread)"]
+                   + [f"Numba {t} thr." for t in rec["threads"]], cells)
     llc = max((c["bytes"] for c in env["caches"]), default=0)
     largest = max(r["working_set_bytes"] for r in bw)
     if largest <= llc:
         lines += ["", f"Note: the largest working set ({largest / 2**20:.0f} MiB) fits the last-level "
                   f"cache ({llc / 2**20:.0f} MiB): the \"DRAM\" figures below are not DRAM's."]
-    lines += ["", "### (b) float32 arithmetic (GFLOP/s, best of repeats)", "",
-              "| kernel | length | " + " | ".join(f"{t} thr." for t in rec["threads"]) +
-              " | ns per call (1 thr.) |",
-              "| --- | ---: | " + " | ".join("---:" for _ in rec["threads"]) + " | ---: |"]
-    names = list(dict.fromkeys(r["kernel"] for r in rec["flops"]))
-    for name in names:
+    lines += ["", "### (b) float32 arithmetic (GFLOP/s, best of repeats)", ""]
+    cells = []
+    for name in dict.fromkeys(r["kernel"] for r in rec["flops"]):
         rs = {r["threads"]: r for r in rec["flops"] if r["kernel"] == name}
         first = rs[min(rs)]
-        lines.append(f"| {name} | {first['length']:,} | " +
-                     " | ".join(f"{rs[t]['gflop_per_s_best']:.2f}" for t in rec["threads"]) +
-                     f" | {first['ns_per_call_best']:.1f} |")
+        cells.append([name, f"{first['length']:,}"]
+                     + [f"{rs[t]['gflop_per_s_best']:.2f}" for t in rec["threads"]]
+                     + [f"{first['ns_per_call_best']:.1f}"])
+    lines += table(["kernel", "length"] + [f"{t} thr." for t in rec["threads"]]
+                   + ["ns per call (1 thr.)"], cells)
     lines += ["", "### (c) Random rows of 65 float32 (rows/s over all threads; ns per row per thread)",
-              "", "| matrix | MiB | access | " + " | ".join(f"{t} thr." for t in rec["threads"]) + " |",
-              "| --- | ---: | --- | " + " | ".join("---:" for _ in rec["threads"]) + " |"]
-    keys = list(dict.fromkeys((r["matrix"], r["access"]) for r in rec["random_rows"]))
-    for mat, acc in keys:
+              ""]
+    cells = []
+    for mat, acc in dict.fromkeys((r["matrix"], r["access"]) for r in rec["random_rows"]):
         rs = {r["threads"]: r for r in rec["random_rows"] if r["matrix"] == mat and r["access"] == acc}
         first = rs[min(rs)]
-        lines.append(f"| {mat} ({first['rows']:,} rows) | {first['bytes'] / 2**20:.1f} | {acc} | " +
-                     " | ".join(f"{fmt(rs[t]['rows_per_s'])} ({rs[t]['ns_per_row_per_thread']:.1f} ns)"
-                                for t in rec["threads"]) + " |")
+        cells.append([f"{mat} ({first['rows']:,} rows)", f"{first['bytes'] / 2**20:.1f}", acc]
+                     + [f"{si(rs[t]['rows_per_s'])} ({rs[t]['ns_per_row_per_thread']:.1f} ns)"
+                        for t in rec["threads"]])
+    lines += table(["matrix", "MiB", "access"] + [f"{t} thr." for t in rec["threads"]], cells,
+                   "lrl" + "r" * len(rec["threads"]))
     comp = rec.get("components")
     if comp:
         cols = sorted(comp["per_columns"], key=int)
-        lines += ["", "### (d) The kernel's pieces, in cache, one thread (ns per call)", "",
-                  "| piece | " + " | ".join(f"{c} columns" for c in cols) + " |",
-                  "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+        lines += ["", "### (d) The kernel's pieces, in cache, one thread (ns per call)", ""]
+        cells = []
         for key, label in (("dot", "_dot (a candidate's score)"),
                            ("x_and_grads", "a serial x = u.(i - j) and the 3 gradient rows"),
                            ("update_sgd", "row update, sgd"), ("update_adagrad", "row update, adagrad"),
                            ("update_adam", "row update, adam (bias-correction table)")):
-            lines.append(f"| {label} | " +
-                         " | ".join(f"{comp['per_columns'][c][key]:.1f}" for c in cols) + " |")
+            cells.append([label] + [f"{comp['per_columns'][c][key]:.1f}" for c in cols])
         for key, label in (("draw_unseen", "negative draw, unseen (incl. one user draw)"),
                            ("rng_next_below", "_next_below (a Fisher-Yates step)"),
                            ("loss_and_grad", "loss and its derivative")):
-            lines.append(f"| {label} | {comp[key]:.1f} |" + " |" * (len(cols) - 1))
+            cells.append([label, f"{comp[key]:.1f}"] + [""] * (len(cols) - 1))
+        lines += table(["piece"] + [f"{c} columns" for c in cols], cells)
     lines += ["", "### Per-sample model and bounds (samples/s)", "",
               "Bytes in 64-byte lines (a random row of 65 float32 spans about "
               f"{lines_per_row(rec['working_sets']['columns'] * F32):.2f} lines). "
               "Flops: candidate dots only when neg. cand. > 1, x, gradients, 3 row updates.", "",
               "Bounds: DRAM and item-level bandwidth, random rows and vector compute are upper "
               "bounds; \"pieces (est.)\" is threads / (sum of the in-cache costs of (d) for one "
-              "sample): the kernel as compiled if every row were in L1 and nothing overlapped.", "",
-              "| factors | optimizer | neg. cand. | threads | B/sample | flops/sample | DRAM bw | "
-              "item-level bw | random rows | vector compute | pieces (est.) | measured | "
-              "measured / tightest bound | measured / pieces |",
-              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-              "| --- | ---: |"]
+              "sample): the kernel as compiled if every row were in L1 and nothing overlapped.", ""]
+    cells = []
     for r in rec["model"]:
         b = r["bounds"]
         meas = r.get("measured_samples_per_s")
@@ -778,12 +731,15 @@ def markdown(rec):
                  if meas and b.get("tightest") else "-")
         pieces = (f"{meas / b['in_cache_pieces']:.0%}" if meas and b.get("in_cache_pieces")
                   else "-")
-        lines.append(
-            f"| {r['factors']} | {r['optimizer']} | {r['negative_candidates']} | {r['threads']} | "
-            f"{r['bytes_lines']:.0f} | {r['flops']:.0f} | {fmt(b.get('dram_bw'))} | "
-            f"{fmt(b.get('item_level_bw'))} | {fmt(b.get('random_rows'))} | "
-            f"{fmt(b.get('vector_compute'))} | {fmt(b.get('in_cache_pieces'))} | {fmt(meas)} | {share} "
-            f"| {pieces} |")
+        cells.append([r["factors"], r["optimizer"], r["negative_candidates"], r["threads"],
+                      f"{r['bytes_lines']:.0f}", f"{r['flops']:.0f}", si(b.get("dram_bw")),
+                      si(b.get("item_level_bw")), si(b.get("random_rows")),
+                      si(b.get("vector_compute")), si(b.get("in_cache_pieces")), si(meas), share,
+                      pieces])
+    lines += table(("factors", "optimizer", "neg. cand.", "threads", "B/sample", "flops/sample",
+                    "DRAM bw", "item-level bw", "random rows", "vector compute", "pieces (est.)",
+                    "measured", "measured / tightest bound", "measured / pieces"), cells,
+                   "rlrrrrrrrrrrlr")
     if rec.get("throughput_source"):
         lines += ["", f"Measured: {rec['throughput_source']}."]
     return "\n".join(lines)
@@ -793,9 +749,7 @@ def markdown(rec):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="Numba thread counts (default 1 and all cores)")
     parser.add_argument("--bw-mib", nargs="+", type=float, default=None,
@@ -821,8 +775,7 @@ def parse_args(argv=None):
                              "between the bounds")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: small working sets, short calls, 3 repeats")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON path (default bench/results/roofline-<timestamp>.json)")
+    add_output_argument(parser, "roofline", "--out")
     args = parser.parse_args(argv)
     q = args.quick
     all_threads = numba.config.NUMBA_NUM_THREADS
@@ -838,15 +791,14 @@ def parse_args(argv=None):
         args.target_seconds = 0.03 if q else 0.2
     if q:
         args.repeats = min(args.repeats, 3)
-    if args.out is None:
-        args.out = RESULTS / f"roofline-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    args.output = result_path("roofline", args.output)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    rec = {"argv": sys.argv[1:], "quick": args.quick, "environment": environment(),
+    rec = {"argv": sys.argv[1:], "quick": args.quick, "environment": roofline_environment(),
            "threads": args.threads}
 
     measured = {}
@@ -914,13 +866,7 @@ def main(argv=None):
                                                              cache_list, t))
                     row["measured_samples_per_s"] = measured.get((f, opt, k, t))
                     rec["model"].append(row)
-    rec["load_average_end"] = os.getloadavg()
-    rec["process_wall_s"] = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rec, indent=2))
-    print()
-    print(markdown(rec))
-    print(f"\nJSON: {args.out}")
+    finish(rec, "roofline", markdown, args.output, start)
 
 
 if __name__ == "__main__":

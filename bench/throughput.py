@@ -57,21 +57,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import cold_and_cached, cpu_model, git_state
+from _common import (add_output_argument, cold_and_cached, environment, finish, make_parser,
+                     options, python_env, rate, result_path, run_json, table)
+from _workers import holdout_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("compile", "sweep", "sizes", "memory")
 SEED = 0
 TEST_FRACTION = 0.2
@@ -92,34 +90,15 @@ print(json.dumps(out))
 """
 
 MEMORY_SNIPPET = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 import numpy as np, scipy.sparse as sp
 from bpr_numba import BPR, make_synthetic
+from _common import maxrss_bytes as maxrss, proc_status as status, reset_peak  # bench/ on PYTHONPATH
 
 data_dir, opt, factors, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
 def params():
     return dict(factors=factors, optimizer=opt, epochs=1, num_threads=threads, random_state=0)
-
-def status():
-    fields = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-def reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-def maxrss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 # Load (or compile) the kernel and start the thread pool on tiny data first.
 BPR(**params()).fit(make_synthetic(60, 40, 600, random_state=0), show_progress=False)
@@ -174,9 +153,7 @@ def size_arg(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="what to run (default: all)")
     parser.add_argument("--sizes", nargs="+", type=size_arg, default=None,
@@ -202,8 +179,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: sizes 20k 50k 100k, sweep 50k, memory 200k, 2000 items, "
                              "20 per user, 3 repeats")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON path (default bench/results/throughput-<timestamp>.json)")
+    add_output_argument(parser, "throughput", "--out")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = dict(sizes=[20_000, 50_000, 100_000] if quick else [1_000_000, 10_000_000, 30_000_000],
@@ -220,8 +196,7 @@ def parse_args(argv=None):
         parser.error("--candidates and --factors must be >= 1")
     if any(t < 0 for t in args.threads):
         parser.error("--threads must be >= 0")
-    if args.out is None:
-        args.out = RESULTS / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    args.output = result_path("throughput", args.output)
     return args
 
 
@@ -245,7 +220,6 @@ class Datasets:
     def get(self, n_interactions):
         if n_interactions not in self._cache:
             from bpr_numba import make_synthetic
-            from bpr_numba.datasets import holdout_split
 
             n_users, n_items = self.shape(n_interactions)
             t = time.perf_counter()
@@ -363,9 +337,8 @@ def compile_timing(optimizer, threads):
 
 def memory_run(optimizer, factors, threads, workdir):
     """Peak RSS growth of a plain fit in a fresh process (data loaded from .npy files)."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(workdir), optimizer,
-                          str(factors), str(threads)], capture_output=True, text=True, check=True)
-    m = json.loads(out.stdout.strip().splitlines()[-1])
+    m, _ = run_json([sys.executable, "-c", MEMORY_SNIPPET, str(workdir), optimizer,
+                     str(factors), str(threads)], env=python_env())
     m.update(optimizer=optimizer, factors=factors, threads=threads)
     if m["clear_refs"]:
         m["method"] = "VmHWM reset through /proc/self/clear_refs"
@@ -393,22 +366,6 @@ def save_csr(X, workdir):
 # ------------------------------------------------------------------ report
 
 
-def environment():
-    import numba
-    import numpy as np
-    import scipy
-
-    cpu = cpu_model()
-    commit, dirty = git_state()
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-        "scipy": scipy.__version__, "git_commit": commit, "git_dirty_tracked_files": dirty,
-        "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR"),
-        "load_average_start": os.getloadavg(),
-    }
-
-
 def loglog_slope(rows):
     """Least-squares slope of log(seconds) against log(samples)."""
     xs = [math.log(r["train_nnz"]) for r in rows]
@@ -420,22 +377,18 @@ def loglog_slope(rows):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else None
 
 
-def fmt_rate(x):
-    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.0f} k"
-
-
 def markdown(record):
     lines = []
     env = record["environment"]
     if "compile" in record:
         c = record["compile"]
-        lines += ["### Kernel compilation (fresh processes, tiny data)", "",
-                  "| Numba cache | first fit (s) | second fit (s) | import (s) | process wall (s) |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for label, name in (("cold", "empty (compiles)"), ("cached", "warm (loads)")):
-            r = c[label]
-            lines.append(f"| {name} | {r['first_fit_s']:.2f} | {r['second_fit_s']:.3f} | "
-                         f"{r['import_s']:.2f} | {r['process_wall_s']:.2f} |")
+        lines += ["### Kernel compilation (fresh processes, tiny data)", ""]
+        lines += table(("Numba cache", "first fit (s)", "second fit (s)", "import (s)",
+                        "process wall (s)"),
+                       [(name, f"{c[label]['first_fit_s']:.2f}", f"{c[label]['second_fit_s']:.3f}",
+                         f"{c[label]['import_s']:.2f}", f"{c[label]['process_wall_s']:.2f}")
+                        for label, name in (("cold", "empty (compiles)"),
+                                            ("cached", "warm (loads)"))])
         lines += ["", f"Compile cost ≈ {c['compile_s']:.1f} s ({c['optimizer']}, "
                   f"{c['threads']} threads; one compiled kernel serves every optimizer)."]
     if record.get("first_call"):
@@ -443,41 +396,41 @@ def markdown(record):
         lines += ["", f"First call seconds in this process (warm-up fit of factors/optimizer/"
                   f"candidates/threads = {fc['config']}, {fc['train_nnz']:,} samples, includes the "
                   f"kernel load or compile and one epoch): {fc['seconds']:.2f} s."]
-    header = ("| factors | optimizer | neg. cand. | threads | samples/s (median) | samples/s (best) "
-              "| s/epoch median | s/epoch min | ns/sample | kernel share | loss | AUC |")
-    sep = "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-
     def row(r):
-        return (f"| {r['factors']} | {r['optimizer']} | {r['negative_candidates']} | {r['threads']} | "
-                f"{fmt_rate(r['samples_per_s'])} | {fmt_rate(r['samples_per_s_best'])} | "
-                f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['ns_per_sample']:.0f} | "
-                f"{r['kernel_share']:.0%} | {r['loss']:.4f} | {r['auc']:.4f} |")
+        return (r["factors"], r["optimizer"], r["negative_candidates"], r["threads"],
+                rate(r["samples_per_s"]), rate(r["samples_per_s_best"]), f"{r['median_s']:.3f}",
+                f"{r['min_s']:.3f}", f"{r['ns_per_sample']:.0f}", f"{r['kernel_share']:.0%}",
+                f"{r['loss']:.4f}", f"{r['auc']:.4f}")
 
     if record.get("sweep"):
         s = record["sweep"]
         d = s["data"]
         lines += ["", f"### Sweep: {d['n_interactions']:,} interactions ({d['shape'][0]:,} x "
                   f"{d['shape'][1]:,}), {d['train_nnz']:,} train positives, "
-                  f"{s['repeats']} timed epochs", "", header, sep]
-        lines += [row(r) for r in s["rows"]]
+                  f"{s['repeats']} timed epochs", ""]
+        lines += table(("factors", "optimizer", "neg. cand.", "threads", "samples/s (median)",
+                        "samples/s (best)", "s/epoch median", "s/epoch min", "ns/sample",
+                        "kernel share", "loss", "AUC"), [row(r) for r in s["rows"]],
+                       "rlrrrrrrrrrr")
         if d.get("popularity_auc") is not None:
             lines += ["", f"Popularity baseline on this data (`bpr_numba.baselines.Popularity`, "
                       f"same AUC and test users): AUC {d['popularity_auc']:.4f}."]
     if record.get("sizes"):
         s = record["sizes"]
         lines += ["", f"### Size sweep: factors 64, sgd, 3 negative candidates, "
-                  f"{s['threads']} threads", "",
-                  "| interactions | users x items | train positives | s/epoch median | s/epoch min "
-                  "| samples/s | ns/sample | loss | AUC | Popularity AUC |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  f"{s['threads']} threads", ""]
+        cells = []
         for r in s["rows"]:
             d = r["data"]
             pop = d.get("popularity_auc")
-            lines.append(f"| {d['n_interactions']:,} | {d['shape'][0]:,} x {d['shape'][1]:,} | "
-                         f"{r['train_nnz']:,} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                         f"{fmt_rate(r['samples_per_s'])} | {r['ns_per_sample']:.0f} | "
-                         f"{r['loss']:.4f} | {r['auc']:.4f} | "
-                         f"{'-' if pop is None else format(pop, '.4f')} |")
+            cells.append((f"{d['n_interactions']:,}", f"{d['shape'][0]:,} x {d['shape'][1]:,}",
+                          f"{r['train_nnz']:,}", f"{r['median_s']:.3f}", f"{r['min_s']:.3f}",
+                          rate(r["samples_per_s"]), f"{r['ns_per_sample']:.0f}",
+                          f"{r['loss']:.4f}", f"{r['auc']:.4f}",
+                          "-" if pop is None else format(pop, ".4f")))
+        lines += table(("interactions", "users x items", "train positives", "s/epoch median",
+                        "s/epoch min", "samples/s", "ns/sample", "loss", "AUC", "Popularity AUC"),
+                       cells, "r" * 10)
         if s.get("loglog_slope") is not None:
             lines += ["", f"log-log slope of seconds vs samples: {s['loglog_slope']:.2f} "
                       "(1.00 = linear)."]
@@ -486,17 +439,18 @@ def markdown(record):
         d = m["data"]
         mb = 1 / 2**20
         lines += ["", f"### Peak memory of a plain fit (1 epoch): {d['n_interactions']:,} "
-                  f"interactions ({d['shape'][0]:,} x {d['shape'][1]:,}), fresh process each", "",
-                  "| optimizer | factors | CSR MiB | factors MiB | optimizer state MiB | sum MiB "
-                  "| peak RSS growth MiB | ratio (target <= 1.5) | growth during fit MiB |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  f"interactions ({d['shape'][0]:,} x {d['shape'][1]:,}), fresh process each", ""]
+        cells = []
         for r in m["rows"]:
             fit_only = ("-" if r["fit_only_delta_bytes"] is None
                         else f"{r['fit_only_delta_bytes'] * mb:.1f}")
-            lines.append(f"| {r['optimizer']} | {r['factors']} | {r['csr_bytes'] * mb:.1f} | "
-                         f"{(r['user_factors_bytes'] + r['item_factors_bytes']) * mb:.1f} | "
-                         f"{r['opt_state_bytes'] * mb:.1f} | {r['expected_bytes'] * mb:.1f} | "
-                         f"{r['peak_delta_bytes'] * mb:.1f} | {r['ratio']:.2f} | {fit_only} |")
+            cells.append((r["optimizer"], r["factors"], f"{r['csr_bytes'] * mb:.1f}",
+                          f"{(r['user_factors_bytes'] + r['item_factors_bytes']) * mb:.1f}",
+                          f"{r['opt_state_bytes'] * mb:.1f}", f"{r['expected_bytes'] * mb:.1f}",
+                          f"{r['peak_delta_bytes'] * mb:.1f}", f"{r['ratio']:.2f}", fit_only))
+        lines += table(("optimizer", "factors", "CSR MiB", "factors MiB", "optimizer state MiB",
+                        "sum MiB", "peak RSS growth MiB", "ratio (target <= 1.5)",
+                        "growth during fit MiB"), cells)
         if m["rows"]:
             lines += ["", f"Method: {m['rows'][0]['method']}; growth is measured from just before "
                       "the CSR is loaded (kernel already loaded, thread pool started)."]
@@ -514,8 +468,11 @@ def markdown(record):
 def main(argv=None):
     args = parse_args(argv)
     wall_start = time.perf_counter()
-    record = {"argv": sys.argv[1:], "quick": args.quick, "environment": environment(),
-              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    import numba  # noqa: F401 - environment() then reports numba_threads
+
+    env = dict(environment(), NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR"))
+    record = {"argv": sys.argv[1:], "quick": args.quick, "environment": env,
+              "options": options(args)}
     max_threads = max(args.threads)
     data = Datasets(args.items, args.per_user)
 
@@ -538,7 +495,7 @@ def main(argv=None):
                                        args.auc_users)
                         rows.append(r)
                         print(f"sweep f={factors} {optimizer} cand={candidates} t={threads}: "
-                              f"{fmt_rate(r['samples_per_s'])} samples/s, "
+                              f"{rate(r['samples_per_s'])} samples/s, "
                               f"{r['median_s']:.3f} s/epoch, loss {r['loss']:.4f}, "
                               f"AUC {r['auc']:.4f}", flush=True)
         record["sweep"] = {"data": data.describe(args.sweep_size), "repeats": args.repeats,
@@ -588,13 +545,7 @@ def main(argv=None):
         memory_data["note"] = "plain fit on the whole generated matrix (no holdout split)"
         record["memory"] = {"data": memory_data, "rows": rows}
 
-    record["load_average_end"] = os.getloadavg()
-    record["process_wall_s"] = time.perf_counter() - wall_start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2))
-    print()
-    print(markdown(record))
-    print(f"\nJSON: {args.out}")
+    finish(record, "throughput", markdown, args.output, wall_start)
 
 
 if __name__ == "__main__":
