@@ -173,7 +173,9 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
 
         def submit(b):
             start, stop = bounds[b]
-            rows = None if user_items is None else client.scatter(user_items[start:stop], hash=False)
+            # The block's rows travel with its task (not scattered): a task lost with its
+            # worker is rerun elsewhere, while scattered data would be lost with it.
+            rows = None if user_items is None else user_items[start:stop]
             if out is None:
                 return client.submit(_recommend_block, model_future, start, stop, rows, options,
                                      retries=retries, pure=False, key=f"recommend-{uuid.uuid4().hex}-{b}")
@@ -375,8 +377,9 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
 
         def submit(b):
             start, stop = bounds[b]
-            block = client.scatter((user_factors[start:stop], test[start:stop],
-                                    None if train is None else train[start:stop]), hash=False)
+            # The block travels with its task, so a task lost with its worker can be rerun.
+            block = (user_factors[start:stop], test[start:stop],
+                     None if train is None else train[start:stop])
             return client.submit(_evaluate_block, items_future, block, names, num_threads,
                                  check_intersections, retries=retries, pure=False,
                                  key=f"evaluate-{uuid.uuid4().hex}-{b}")
