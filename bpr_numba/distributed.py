@@ -76,14 +76,14 @@ MANIFEST = "manifest.json"
 
 def recommend_all(model, user_items, N=10, client=None, block_users=None,
                   filter_already_liked_items=True, filter_items=None, items=None, out=None,
-                  *, parquet="auto", retries=2, show_progress=False):
+                  *, scatter="auto", parquet="auto", retries=2, show_progress=False):
     """Top ``N`` items of every user, computed in blocks of users on a Dask cluster.
 
-    The model is scattered once to every worker (``broadcast=True``); each task
-    receives the rows of ``user_items`` of its block and calls
-    ``model.recommend(users_of_the_block, rows, N=N, ...)``, the model's own
-    top-N kernel. The result equals ``model.recommend(np.arange(n_users),
-    user_items, N=N, ...)`` exactly, ids and scores.
+    What every worker needs is scattered once (``broadcast=True``); each task
+    receives the rows of ``user_items`` of its block and calls the model's
+    own ``recommend`` (the same top-N kernel) on its users. The result equals
+    ``model.recommend(np.arange(n_users), user_items, N=N, ...)`` exactly,
+    ids and scores.
 
     Parameters
     ----------
@@ -111,6 +111,16 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         a block file is either whole or absent, and the manifest (written
         last) lists only finished blocks. :func:`load_recommendations` reads
         the folder back.
+    scatter : {"auto", "model", "item_factors"}
+        "model": the whole model goes to every worker, and each task calls
+        ``model.recommend(its_users, its_rows, ...)``; any model works, and a
+        worker holds all the user factors. "item_factors" (BPR only): workers
+        get the item factors and the parameters, each task carries its block's
+        user factors and serves them with a BPR of the block's size
+        (``BPR(**params).initialize(n, n_items)``, then its ``user_factors``
+        and ``item_factors`` assigned), so a worker's memory does not grow
+        with the number of users. "auto": "item_factors" for a BPR, else
+        "model".
     parquet : "auto", bool
         Also write Parquet blocks: "auto" when pyarrow is importable.
     retries : int
@@ -153,10 +163,22 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
             raise TypeError(f"out must be a folder path (str or os.PathLike); got {type(out).__name__}.")
         out = Path(out)
     parquet = _check_parquet(parquet) if out is not None else False
+    if scatter not in ("auto", "model", "item_factors"):
+        raise ValueError(f"scatter must be 'auto', 'model' or 'item_factors'; got {scatter!r}.")
+    if scatter == "item_factors" and not isinstance(model, BPR):
+        raise ValueError(f"scatter='item_factors' serves a bpr_numba.BPR; got a "
+                         f"{type(model).__name__}: use scatter='model'.")
+    if scatter == "auto":
+        scatter = "item_factors" if isinstance(model, BPR) else "model"
+    if scatter == "model":
+        source, user_factors = model, None
+    else:
+        source, user_factors = (model.get_params(), model.item_factors), model.user_factors
     options = dict(N=N, filter_already_liked_items=bool(filter_already_liked_items),
                    filter_items=filter_items, items=items)
     # Every argument the model checks, checked once here on the first user.
-    _recommend_block(model, 0, 1, None if user_items is None else user_items[0:1], options)
+    _recommend_block(source, 0, 1, None if user_items is None else user_items[0:1], options,
+                     None if user_factors is None else user_factors[0:1])
     show_progress = _check_bool(show_progress, "show_progress")
 
     if out is not None:
@@ -168,7 +190,7 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         n_workers = max(1, sum(client.nthreads().values()))
         size = block_users or _auto_block(n_users, n_workers)
         bounds = _blocks(n_users, size)
-        model_future = client.scatter(model, broadcast=True, hash=False)
+        source_future = client.scatter([source], broadcast=True, hash=False)[0]
         window = max(2, _IN_FLIGHT_PER_WORKER * n_workers)
 
         def submit(b):
@@ -176,17 +198,19 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
             # The block's rows travel with its task (not scattered): a task lost with its
             # worker is rerun elsewhere, while scattered data would be lost with it.
             rows = None if user_items is None else user_items[start:stop]
+            block = None if user_factors is None else user_factors[start:stop]
             if out is None:
-                return client.submit(_recommend_block, model_future, start, stop, rows, options,
-                                     retries=retries, pure=False, key=f"recommend-{uuid.uuid4().hex}-{b}")
-            return client.submit(_write_block, model_future, b, start, stop, rows, options,
-                                 str(out), parquet, retries=retries, pure=False,
+                return client.submit(_recommend_block, source_future, start, stop, rows, options,
+                                     block, retries=retries, pure=False,
+                                     key=f"recommend-{uuid.uuid4().hex}-{b}")
+            return client.submit(_write_block, source_future, b, start, stop, rows, options,
+                                 block, str(out), parquet, retries=retries, pure=False,
                                  key=f"recommend-write-{uuid.uuid4().hex}-{b}")
 
         results = [None] * len(bounds)
         for b, result in _run_windowed(submit, len(bounds), window, show_progress, "recommend_all"):
             results[b] = result
-        del model_future
+        del source_future
 
     if out is not None:
         manifest = {"format": "bpr-numba-recommendations", "format_version": 1,
@@ -231,16 +255,28 @@ def load_recommendations(out, mmap_mode=None):
             np.concatenate(scores))
 
 
-def _recommend_block(model, start, stop, rows, options):
-    """Worker: the model's own recommend on users ``start..stop-1`` (``rows``: their rows)."""
-    users = np.arange(start, stop, dtype=np.int64)
-    ids, scores = model.recommend(users, rows, **options)
+def _recommend_block(source, start, stop, rows, options, user_factors=None):
+    """Worker: top-N of users ``start..stop-1`` (``rows``: their rows of user_items).
+
+    ``source`` is the model (``user_factors`` None), or ``(params, item_factors)``
+    of a BPR with ``user_factors`` the block's rows: then a BPR of the block's
+    size serves them, with the same factors and so the same scores.
+    """
+    if user_factors is None:
+        users = np.arange(start, stop, dtype=np.int64)
+        ids, scores = source.recommend(users, rows, **options)
+    else:
+        params, item_factors = source
+        model = BPR(**params).initialize(stop - start, item_factors.shape[0])
+        model.user_factors = user_factors
+        model.item_factors = item_factors
+        ids, scores = model.recommend(np.arange(stop - start), rows, **options)
     return np.asarray(ids), np.asarray(scores)
 
 
-def _write_block(model, b, start, stop, rows, options, out, parquet):
+def _write_block(source, b, start, stop, rows, options, user_factors, out, parquet):
     """Worker: compute block ``b`` and write its files atomically; return their names."""
-    ids, scores = _recommend_block(model, start, stop, rows, options)
+    ids, scores = _recommend_block(source, start, stop, rows, options, user_factors)
     out = Path(out)
     names = {"ids": f"ids-{b:06d}.npy", "scores": f"scores-{b:06d}.npy"}
     _atomic_save(out / names["scores"], scores)

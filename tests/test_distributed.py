@@ -70,11 +70,13 @@ def no_cluster(monkeypatch):
 # ------------------------------------------------------------------ recommend_all
 
 
-@pytest.mark.parametrize("block_users", [None, 9, 333, 999, 5000])
-def test_recommend_all_equals_recommend_over_all_users(client, synthetic, block_users):
+@pytest.mark.parametrize("block_users, scatter", [(None, "auto"), (9, "model"), (9, "item_factors"),
+                                                  (333, "auto"), (999, "model"), (5000, "auto")])
+def test_recommend_all_equals_recommend_over_all_users(client, synthetic, block_users, scatter):
     model, train, _ = synthetic
     expected = model.recommend(np.arange(N_USERS), train, N=10)
-    ids, scores = dd.recommend_all(model, train, N=10, client=client, block_users=block_users)
+    ids, scores = dd.recommend_all(model, train, N=10, client=client, block_users=block_users,
+                                   scatter=scatter)
     assert ids.shape == scores.shape == (N_USERS, 10)
     assert ids.dtype == expected[0].dtype and scores.dtype == np.float32
     np.testing.assert_array_equal(ids, expected[0])
@@ -287,6 +289,8 @@ def test_client_none_starts_and_closes_its_own_cluster(synthetic):
     (lambda m, tr, te: dd.recommend_all(m, tr, block_users=3), ValueError, "block_users must be >= 8"),
     (lambda m, tr, te: dd.recommend_all(m, tr, filter_items=[999]), IndexError, "filter_items"),
     (lambda m, tr, te: dd.recommend_all(BPR(), tr), ValueError, "fitted model"),
+    (lambda m, tr, te: dd.recommend_all(Popularity().fit(tr), tr, scatter="item_factors"), ValueError,
+     "serves a bpr_numba.BPR"),
     (lambda m, tr, te: dd.recommend_all(m, tr, client="tcp://127.0.0.1:1"), TypeError, "client must be"),
     (lambda m, tr, te: dd.evaluate(m, te, tr, metrics="ndcg@0"), ValueError, "unknown metric 'ndcg@0'"),
     (lambda m, tr, te: dd.evaluate(m, te[:, :5], tr), ValueError, r"test has shape \(1000, 5\)"),
