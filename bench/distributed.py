@@ -129,6 +129,11 @@ def bench_recommend(args):
             (ids, scores), run = timed(lambda: dd.recommend_all(
                 model, X, N=args.N, client=client, block_users=args.block_users), args.repeats)
             equal = bool(np.array_equal(ids, ids0) and np.array_equal(scores, scores0))
+            # The default for a BPR is scatter="item_factors"; the whole model, for comparison.
+            (ids, scores), whole = timed(lambda: dd.recommend_all(
+                model, X, N=args.N, client=client, block_users=args.block_users,
+                scatter="model"), args.repeats)
+            whole["equal"] = bool(np.array_equal(ids, ids0) and np.array_equal(scores, scores0))
             client.run(lambda: __import__("pyarrow.parquet") if _has_pyarrow() else None)
             with tempfile.TemporaryDirectory(prefix="bpr-bench-recs-") as out:
                 _, written = timed(lambda: dd.recommend_all(
@@ -145,13 +150,15 @@ def bench_recommend(args):
         finally:
             client.close()
             c.close()
-        entry = {"first_call_s": warm, **run, "equal": equal, "to_files": written,
+        entry = {"first_call_s": warm, **run, "equal": equal, "scatter_model": whole,
+                 "to_files": written,
                  "speedup": local["median_s"] / run["median_s"],
                  "ratio_to_single_process": run["median_s"] / local["median_s"],
                  "overhead_per_block_ms": 1000 * tiny_run["median_s"] / 200}
         record["dask"][str(n)] = entry
         print(f"recommend_all, {n} worker(s): {run['median_s']:.2f} s (median; "
               f"{entry['ratio_to_single_process']:.2f}x the single process), equal={equal}; "
+              f"scatter='model' {whole['median_s']:.2f} s, equal={whole['equal']}; "
               f"to .npy files {written['median_s']:.2f} s; overhead "
               f"{entry['overhead_per_block_ms']:.1f} ms per block")
     return record
