@@ -210,7 +210,6 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         results = [None] * len(bounds)
         for b, result in _run_windowed(submit, len(bounds), window, show_progress, "recommend_all"):
             results[b] = result
-        del source_future
 
     if out is not None:
         manifest = {"format": "bpr-numba-recommendations", "format_version": 1,
@@ -423,7 +422,6 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
         blocks = [None] * len(bounds)
         for b, values in _run_windowed(submit, len(bounds), window, show_progress, "evaluate"):
             blocks[b] = values
-        del items_future
 
     result = {}
     for m, name in enumerate(names):
@@ -669,7 +667,6 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
             raise RuntimeError(f"all {len(trials)} trials of the search failed: {lines}")
         best_model = best[2].result()[1]
         best[2].release()
-        del data
 
     rows = []
     for t, (trial, outcome) in enumerate(zip(trials, records)):
