@@ -353,7 +353,7 @@ class OursTrainer(Trainer):
 
             return BPR.keras_compatible().learning_rate
         if lr is None:
-            from bpr_numba._optim import DEFAULT_LEARNING_RATES  # private; the bench's only
+            from bpr_numba._training import DEFAULT_LEARNING_RATES  # private; the bench's only
 
             lr = DEFAULT_LEARNING_RATES[self.job["params"].get("optimizer", "adagrad")]
         return lr

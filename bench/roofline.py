@@ -18,8 +18,8 @@ Measures, with 1 and 2 (``--threads``) Numba threads:
     larger than the last-level cache: the latency / memory-parallelism roof
     that random item rows meet.
 (d) in-cache cost of the kernel's own pieces, called from a Numba loop on
-    L1-resident rows: ``bpr_numba._train._dot``, ``_optim._apply_row_update``
-    (sgd, adagrad, adam), ``_sampling._draw_negative`` (unseen, on a synthetic
+    L1-resident rows: ``bpr_numba._kernels.optim.dot``, the row updates of
+    ``_kernels.optim`` (sgd, adagrad, adam), ``_kernels.sampling.draw_negative`` (unseen, on a synthetic
     CSR with the benchmark's items and positives per user), ``_losses``.
 
 Then a per-sample model of ``_train_epoch_chunks`` (bytes and flops for each
@@ -205,11 +205,11 @@ def _component_kernels():
     reference-count updates of their array arguments per call (about 100 ns),
     which the kernel does not pay.
     """
-    from bpr_numba._losses import _loss_and_grad
-    from bpr_numba._optim import _apply_row_update
-    from bpr_numba._rng import _next_below
-    from bpr_numba._sampling import _draw_negative
-    from bpr_numba._train import _dot
+    from bpr_numba._kernels.losses import loss_and_grad as _loss_and_grad
+    from bpr_numba._kernels.optim import ROW_UPDATES
+    from bpr_numba._kernels.optim import dot as _dot
+    from bpr_numba._kernels.rng import next_below as _next_below
+    from bpr_numba._kernels.sampling import draw_negative as _draw_negative
 
     @njit(parallel=True, cache=False)
     def dot_loop(U, V, n_iter):
@@ -247,16 +247,24 @@ def _component_kernels():
             out[p] = acc
         return out
 
-    @njit(parallel=True, cache=False)
-    def update_loop(opt_code, P, grad, sum_sq, m, v, t, n_iter, lr, alpha):
-        mask = P.shape[0] - 1
-        for p in prange(1):
-            scratch = np.empty((3, P.shape[1]), np.float32)
-            for r in range(n_iter):
-                _apply_row_update(opt_code, P, (r * 7) & mask, grad, P.shape[1], sum_sq, m, v, t,
-                                  alpha, lr, np.float32(0.9), np.float32(0.999),
-                                  np.float32(1e-8), scratch)
-        return P[0, 0]
+    def make_update_loop(row_update):
+        # One loop per optimiser, as the training kernel is specialised per optimiser.
+        @njit(parallel=True, cache=False)
+        def update_loop(P, grad, sum_sq, m, v, t, n_iter, lr, alpha):
+            mask = P.shape[0] - 1
+            for p in prange(1):
+                scratch = np.empty((3, P.shape[1]), np.float32)
+                for r in range(n_iter):
+                    row_update(P, (r * 7) & mask, grad, P.shape[1], sum_sq, m, v, t,
+                               alpha, lr, np.float32(0.9), np.float32(0.999),
+                               np.float32(1e-8), scratch)
+            return P[0, 0]
+        return update_loop
+
+    update_loops = {code: make_update_loop(leaf) for code, leaf in ROW_UPDATES.items()}
+
+    def update_loop(opt_code, *args):
+        return update_loops[opt_code](*args)
 
     @njit(parallel=True, cache=False)
     def draw_loop(indptr, indices, n_items, neg_code, n_iter, state0):
@@ -508,8 +516,9 @@ def measure_random_rows(matrices, threads, repeats, n_cols, target_s):
 def measure_components(columns, n_items, per_user, repeats, target_s):
     """In-cache ns per call of the kernel's pieces; the row pieces for each column count."""
     from bpr_numba import make_synthetic
-    from bpr_numba._optim import OPTIMIZERS, adam_bias_correction
-    from bpr_numba._sampling import NEG_UNSEEN
+    from bpr_numba._kernels.optim import OPTIMIZERS
+    from bpr_numba._kernels.sampling import NEG_UNSEEN
+    from bpr_numba._training import adam_bias_correction
     from bpr_numba._validation import check_interactions
 
     ADAM_ALPHA = adam_bias_correction(0.9, 0.999)

@@ -126,10 +126,8 @@ out["hwm_fit"] = end["VmHWM"]
 out["maxrss_end"] = maxrss()
 out["user_factors_bytes"] = model.user_factors.nbytes
 out["item_factors_bytes"] = model.item_factors.nbytes
-out["opt_state_bytes"] = int(sum(a.nbytes for a in model._opt_state.values()
-                                 if isinstance(a, np.ndarray)))
-out["opt_state_arrays"] = sorted(k for k, a in model._opt_state.items()
-                                 if isinstance(a, np.ndarray) and a.size)
+out["opt_state_bytes"] = int(sum(a.nbytes for a in model._opt_state.arrays().values()))
+out["opt_state_arrays"] = sorted(model._opt_state.arrays())
 print(json.dumps(out))
 """
 

@@ -111,20 +111,28 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
         u = user_order[k]
         max_row = max(max_row, indptr[u + 1] - indptr[u])
+    # Scratch rows, shared by the chunks of this call (they run one after the other).
+    grad_u = np.empty(n_cols, np.float32)
+    grad_i = np.empty(n_cols, np.float32)
+    grad_j = np.empty(n_cols, np.float32)
+    scratch = np.empty((3, n_cols), np.float32)
+    order = np.empty(max_row, np.int64)
+    seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
     for c in range(n_chunks):
         loss_sum[c], n_trained[c], n_skipped[c], n_refused[c] = train_chunk(  # noqa: F821
             indptr, indices, weights, user_order, chunk_bounds, c, user_factors, item_factors,
             user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
             item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
-            n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted, max_row,
-            lr, reg, beta_1, beta_2, epsilon)
+            n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
+            grad_u, grad_i, grad_j, scratch, order, seen, lr, reg, beta_1, beta_2, epsilon)
     return loss_sum, n_trained, n_skipped, n_refused
 
 
 def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
                  item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
                  item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
-                 n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted, max_row,
+                 n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
+                 grad_u, grad_i, grad_j, scratch, order, seen,
                  lr, reg, beta_1, beta_2, epsilon):
     """Chunk ``c`` of :func:`_train_chunks`; returns its (loss, trained, skipped, refused).
 
@@ -134,12 +142,6 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
     n_items = item_factors.shape[0]
     n_cols = item_factors.shape[1]
     state = states[c]
-    grad_u = np.empty(n_cols, np.float32)
-    grad_i = np.empty(n_cols, np.float32)
-    grad_j = np.empty(n_cols, np.float32)
-    scratch = np.empty((3, n_cols), np.float32)
-    order = np.empty(max_row, np.int64)
-    seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
     chunk_loss = 0.0
     chunk_trained = 0
     chunk_skipped = 0
@@ -206,7 +208,8 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
 
 
 def _compiled(name, row_update):
-    chunk = njit(cache=True, nogil=True, error_model="numpy", pipeline_class=NoAliasCompiler)(
+    chunk = njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
+                 pipeline_class=NoAliasCompiler)(
         specialise(_train_chunk, f"{name}_chunk", row_update=row_update))
     return njit(cache=True, nogil=True)(specialise(_train_chunks, name, train_chunk=chunk))
 
