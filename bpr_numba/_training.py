@@ -90,7 +90,8 @@ class Recipe:
     regularization: float
     epochs: int
     negatives: str
-    negative_candidates: int
+    negative_candidates: int | str
+    negative_pool: int
     item_bias: bool
     use_weights: bool
     batch_size: int
@@ -115,8 +116,10 @@ class Recipe:
             regularization=v.check_float(params["regularization"], "regularization", low=0.0),
             epochs=v.check_positive_int(params["epochs"], "epochs"),
             negatives=v.check_choice(params["negatives"], "negatives", list(NEGATIVES)),
-            negative_candidates=v.check_positive_int(params["negative_candidates"],
-                                                     "negative_candidates"),
+            negative_candidates=("auto" if params["negative_candidates"] == "auto" else
+                                 v.check_positive_int(params["negative_candidates"],
+                                                      "negative_candidates")),
+            negative_pool=v.check_nonneg_int(params["negative_pool"], "negative_pool"),
             item_bias=v.check_bool(params["item_bias"], "item_bias"),
             use_weights=v.check_bool(params["use_weights"], "use_weights"),
             batch_size=v.check_positive_int(params["batch_size"], "batch_size"),
@@ -131,6 +134,18 @@ class Recipe:
         as_seed_sequence(params["random_state"])  # type check only
         trainer_for(recipe).check(recipe)
         return recipe
+
+    def candidates_for(self, n_items):
+        """Candidate negatives per positive for a catalogue of ``n_items`` ("auto" resolved).
+
+        "auto" scans about one item in 1,400 (3 to 30 candidates): the hard
+        negatives of a large catalogue pay (Gowalla, 41k items: 29), while on a
+        small one the best scored of many candidates is too often a future
+        positive (MovieLens 100k, 1.7k items: 3, the default).
+        """
+        if self.negative_candidates != "auto":
+            return self.negative_candidates
+        return int(min(30, max(3, round(n_items / 1400))))
 
     @property
     def keras_mode(self):
@@ -269,7 +284,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                       num_threads=0):
+                       num_threads=0, pool_size=0):
     """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
 
     The optimiser's kernel (``_kernels.hogwild.TRAIN_CHUNKS[opt_code]``) runs
@@ -292,7 +307,8 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                      user_factors, item_factors, user_sum_sq, item_sum_sq,
                      user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v,
                      item_adam_t, states[first:end], adam_alpha, loss_code, neg_code,
-                     n_user_cols, n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon)
+                     n_user_cols, n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2,
+                     epsilon)
         for total, part in zip(totals, out):
             total[first:end] = part
 
@@ -380,9 +396,9 @@ class HogwildTrainer:
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
                 chunk_states[first:end], LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
-                n_user_cols, r.negative_candidates, update_mask, f32(r.learning_rate),
+                n_user_cols, r.candidates_for(X.shape[1]), update_mask, f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
-                f32(LAZY_EPSILON), r.num_threads)
+                f32(LAZY_EPSILON), r.num_threads, r.negative_pool)
             totals[:] += [float(a.sum()) for a in out]
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
@@ -437,11 +453,12 @@ class DenseAdamTrainer:
                 "item_bias=True is not available with optimizer='dense-adam' (the Keras "
                 "model has no bias); set item_bias=False."
             )
-        if recipe.negatives != "uniform" or recipe.negative_candidates != 1:
+        if recipe.negatives != "uniform" or recipe.negative_candidates != 1 or recipe.negative_pool:
             raise ValueError(
                 "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
-                f"got negatives={recipe.negatives!r} and negative_candidates="
-                f"{recipe.negative_candidates}, expected 'uniform' and 1."
+                f"got negatives={recipe.negatives!r}, negative_candidates="
+                f"{recipe.negative_candidates} and negative_pool={recipe.negative_pool}, "
+                "expected 'uniform', 1 and 0."
             )
 
     def triplets(self, model, users, positives, negatives, interrupt, epoch):

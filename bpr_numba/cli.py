@@ -26,7 +26,12 @@ def _build_parser():
     model = train.add_argument_group("model (defaults: the fast mode)")
     model.add_argument("--keras", action="store_true",
                        help="the 2016 Keras notebook's recipe: factors 100, loss sigmoid, "
-                            "dense Adam (lr 0.001), batches of 64; 10 epochs unless --epochs")
+                            "dense Adam (lr 0.001), batches of 64; 10 epochs unless --epochs "
+                            "(the same as --preset keras)")
+    model.add_argument("--preset", choices=["fast", "quality", "keras"], default=None,
+                       help="a named recipe (BPR.preset): fast (the defaults), quality (30 "
+                            "epochs, candidates scaled to the catalogue), keras; the options "
+                            "below override it")
     model.add_argument("--epochs", type=int, default=None, help="passes over the data (default: 10)")
     model.add_argument("--factors", type=int, default=None, help="factors (default: 64; --keras: 100)")
     model.add_argument("--loss", choices=["bpr", "sigmoid"], default=None)
@@ -121,12 +126,14 @@ def _model_from_args(args):
         value = getattr(args, option)
         if value is not None:
             overrides[param] = value
-    overrides["epochs"] = 10 if args.epochs is None else args.epochs
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    elif args.keras or args.preset in (None, "fast", "keras"):
+        overrides["epochs"] = 10
     overrides["num_threads"] = args.threads
     overrides["random_state"] = args.seed
-    if args.keras:
-        return BPR.keras_compatible(**overrides)
-    return BPR(**overrides)
+    preset = "keras" if args.keras else (args.preset or "fast")
+    return BPR.preset(preset, **overrides)
 
 
 def _train(args, start):
@@ -140,8 +147,9 @@ def _train(args, start):
     described = repr(model)
     model.initialize(*train.shape)
     n_user_params, n_item_params = model.n_parameters
-    mode = "Keras-compatible" if args.keras else "fast"
-    print(f"Model ({mode} mode): {described}")
+    mode = ("Keras-compatible mode" if args.keras or args.preset == "keras" else
+            "quality preset" if args.preset == "quality" else "fast mode")
+    print(f"Model ({mode}): {described}")
     print(f"  user factors: {n_user_params:>10,} parameters")
     print(f"  item factors: {n_item_params:>10,} parameters"
           + (" (incl. item bias)" if model.item_bias else ""))

@@ -76,11 +76,12 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
 
 def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
                   states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg,
-                  weights=None, update=("user", "positive", "negative")):
+                  weights=None, update=("user", "positive", "negative"), pool_size=0):
     """Serial twin of ``train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
 
     ``weights`` (one per positive, CSR order) scale each sample's loss and data
-    gradient; ``update`` names the rows a sample moves.
+    gradient; ``update`` names the rows a sample moves; ``pool_size`` > 0 picks
+    each positive's candidates from a per-user pool scored once.
     """
     n_items, k = V.shape
     reg = F32(reg)
@@ -93,20 +94,38 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
             for a in range(len(row) - 1, 0, -1):
                 state, b = next_below(state, a + 1)
                 order[a], order[b] = order[b], order[a]
+            pool = []
+            for _ in range(pool_size):
+                state, jq = draw_negative(state, row, n_items, negatives)
+                if jq < 0:
+                    pool = []
+                    break
+                pool.append((jq, dot(U, u, V, jq)))
             for a in order:
                 i = row[a]
                 w = F32(1) if weights is None else weights[indptr[u] + a]
-                state, j = draw_negative(state, row, n_items, negatives)
-                if j < 0:
-                    continue
-                # The kernel's dot leaf (tested against np.dot on its own), so
-                # both sides pick the same candidate even on near-ties.
-                best = dot(U, u, V, j)
-                for _ in range(n_candidates - 1):
-                    state, j2 = draw_negative(state, row, n_items, negatives)
-                    score = dot(U, u, V, j2)
-                    if score > best:
-                        best, j = score, j2
+                if pool_size:
+                    if not pool:
+                        continue
+                    state, q = next_below(state, len(pool))
+                    for _ in range(n_candidates - 1):
+                        state, q2 = next_below(state, len(pool))
+                        if pool[q2][1] > pool[q][1]:
+                            q = q2
+                    j = pool[q][0]
+                    best = dot(U, u, V, j)
+                else:
+                    state, j = draw_negative(state, row, n_items, negatives)
+                    if j < 0:
+                        continue
+                    # The kernel's dot leaf (tested against np.dot on its own), so
+                    # both sides pick the same candidate even on near-ties.
+                    best = dot(U, u, V, j)
+                    for _ in range(n_candidates - 1):
+                        state, j2 = draw_negative(state, row, n_items, negatives)
+                        score = dot(U, u, V, j2)
+                        if score > best:
+                            best, j = score, j2
                 x = dot(U, u, V, i) - best
                 value, dx = loss_and_grad(loss, float(x))
                 total += float(w) * value

@@ -177,3 +177,31 @@ def test_set_params_between_fits_is_adopted_safely():
     model.set_params(factors=8)
     with pytest.raises(ValueError, match="factors changed from 4 to 8"):
         model.fit_partial(X)
+
+
+def test_presets_are_named_recipes():
+    from bpr_numba.estimator import PRESETS
+
+    assert BPR.preset("fast").get_params() == BPR().get_params()
+    assert BPR.preset("keras", epochs=20).get_params() == \
+        BPR.keras_compatible(epochs=20).get_params()
+    quality = BPR.preset("quality", factors=8, random_state=3)
+    assert quality.factors == 8 and quality.random_state == 3
+    for key, value in PRESETS["quality"].items():
+        assert getattr(quality, key) == value
+    with pytest.raises(ValueError, match="unknown preset 'best'; known presets: 'fast'"):
+        BPR.preset("best")
+
+
+def test_quality_preset_does_not_lose_to_the_defaults(movielens):
+    # On MovieLens 100k (bench/quality.py has the synthetic cases): the top of
+    # the ranking improves and the AUC stays within noise.
+    from bpr_numba.metrics import evaluate
+
+    train, test = movielens
+    scores = {}
+    for name in ("fast", "quality"):
+        model = BPR.preset(name, random_state=0, num_threads=1).fit(train, show_progress=False)
+        scores[name] = evaluate(model, test, train, metrics=("auc", "ndcg@10"))
+    assert scores["quality"]["ndcg@10"] >= scores["fast"]["ndcg@10"]
+    assert scores["quality"]["auc"] >= scores["fast"]["auc"] - 0.002

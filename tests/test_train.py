@@ -77,7 +77,7 @@ _UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UP
 
 
 def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2,
-              weights=None, update=("user", "positive", "negative")):
+              weights=None, update=("user", "positive", "negative"), pool_size=0):
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
     k = 5
@@ -105,10 +105,10 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
             ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
             states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
             n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
-            num_threads=1)
+            num_threads=1, pool_size=pool_size)
         ref_loss = reference.hogwild_epoch(
             indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-            negatives, n_user_cols, n_candidates, lr, reg, weights, update)
+            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size)
         assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
         assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
@@ -128,6 +128,20 @@ def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candid
     assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
     if bias:
         assert np.all(U[:, -1] == 1.0)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "rowwise-adagrad"])
+@given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
+       negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.sampled_from([1, 4]),
+       pool_size=st.integers(1, 12))
+def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates, pool_size):
+    (U, V), (Ur, Vr), (n_trained, n_skipped) = _run_both(
+        X, opt, "bpr", negatives, n_candidates, True, seed, pool_size=pool_size)
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+    full = np.diff(X.indptr) >= X.shape[1]  # users with every item: no pool under "unseen"
+    if negatives == "unseen":
+        assert n_skipped.sum() == np.diff(X.indptr)[full].sum()  # counts of the last epoch
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])

@@ -37,7 +37,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
                   item_adam_m, item_adam_v, item_adam_t,
                   states,
                   adam_alpha, loss_code, neg_code, n_user_cols,
-                  n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon):
+                  n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2, epsilon):
     """Train on the chunks ``chunk_bounds`` of an epoch, one after the other.
 
     The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
@@ -77,6 +77,12 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
         is the constant 1 that pairs with an item bias).
     n_candidates : int
         Negatives drawn per positive; the highest scoring one is trained on.
+    pool_size : int
+        0: the candidates are fresh draws by the policy. Otherwise each user
+        first draws ``pool_size`` negatives and scores them once, and each
+        positive's candidates are ``n_candidates`` entries of that pool
+        (drawn with replacement): one dot product per pool entry and user
+        instead of one per candidate and positive.
     update_mask : int
         Rows updated per sample: ``UPDATE_USER | UPDATE_POSITIVE |
         UPDATE_NEGATIVE`` bits (the others are read only).
@@ -118,13 +124,16 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     scratch = np.empty((3, n_cols), np.float32)
     order = np.empty(max_row, np.int64)
     seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
+    pool_items = np.empty(pool_size, np.int64)
+    pool_scores = np.empty(pool_size, np.float32)
     for c in range(n_chunks):
         loss_sum[c], n_trained[c], n_skipped[c], n_refused[c] = train_chunk(  # noqa: F821
             indptr, indices, weights, user_order, chunk_bounds, c, user_factors, item_factors,
             user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
             item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
             n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
-            grad_u, grad_i, grad_j, scratch, order, seen, lr, reg, beta_1, beta_2, epsilon)
+            grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
+            lr, reg, beta_1, beta_2, epsilon)
     return loss_sum, n_trained, n_skipped, n_refused
 
 
@@ -132,7 +141,7 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
                  item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
                  item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
                  n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
-                 grad_u, grad_i, grad_j, scratch, order, seen,
+                 grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  lr, reg, beta_1, beta_2, epsilon):
     """Chunk ``c`` of :func:`_train_chunks`; returns its (loss, trained, skipped, refused).
 
@@ -159,15 +168,38 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
             tmp = order[a]
             order[a] = order[b]
             order[b] = tmp
+        n_pool = pool_items.shape[0]
+        if n_pool:
+            # The user's candidate pool, drawn and scored once for all its positives.
+            for q in range(pool_items.shape[0]):
+                state, jq = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                if jq < 0:
+                    n_pool = 0
+                    break
+                pool_items[q] = jq
+                pool_scores[q] = dot(user_factors, u, item_factors, jq)
         for a in range(n_pos):
             i = indices[order[a]]
             w = weights[order[a]] if weighted else np.float32(1.0)
-            state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-            if j < 0:
-                chunk_skipped += 1
-                continue
-            best = dot(user_factors, u, item_factors, j)
-            if n_candidates > 1:
+            if pool_items.shape[0]:
+                if n_pool == 0:
+                    chunk_skipped += 1
+                    continue
+                # The best scored of n_candidates pool entries (scores from the
+                # pool's draw), then the chosen negative's current score.
+                state, q = next_below(state, n_pool)
+                for _c in range(n_candidates - 1):
+                    state, q2 = next_below(state, n_pool)
+                    if pool_scores[q2] > pool_scores[q]:
+                        q = q2
+                j = pool_items[q]
+                best = dot(user_factors, u, item_factors, j)
+            else:
+                state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                if j < 0:
+                    chunk_skipped += 1
+                    continue
+                best = dot(user_factors, u, item_factors, j)
                 for _c in range(n_candidates - 1):
                     state, j2 = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                     s2 = dot(user_factors, u, item_factors, j2)
