@@ -145,7 +145,8 @@ def main(argv=None):
             for lib, python in (("implicit", args.peers_python), ("ours", sys.executable)):
                 record = run_worker(python, args, lib, folder, iterations)
                 with np.load(folder / f"{lib}.npz") as f:
-                    U, V = f["user_factors"].astype(np.float32), f["item_factors"].astype(np.float32)
+                    U = f["user_factors"].astype(np.float32)
+                    V = f["item_factors"].astype(np.float32)
                 record["auc"] = float(auc_score((U, V), test, train))
                 row[lib] = record
                 print(f"{name:9s} {lib:8s} fit {record['fit_seconds']:8.2f} s  "

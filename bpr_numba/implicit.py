@@ -340,5 +340,5 @@ class BayesianPersonalizedRanking(BPR):
 
     @classmethod
     def load(cls, fileobj_or_path):
-        """Read a model written by :meth:`save` (a path, with implicit's ``.npz`` rule, or a file object)."""
+        """Read a model saved by :meth:`save`: a path (implicit's ``.npz`` rule) or file object."""
         return super().load(_npz_path(fileobj_or_path))
