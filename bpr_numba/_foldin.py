@@ -126,6 +126,36 @@ def fold_in_items(model, ids, item_users, epochs):
            chunk_states, UPDATE_POSITIVE, "items")
 
 
+def recalculated_items(model, item_users, epochs):
+    """Fresh vectors of items trained from the CSR ``item_users`` (one row of users per item).
+
+    The model does not change: the items are trained as extra rows appended to
+    a copy of the item factors (only those rows move; users and the sampled
+    negatives, which may include the other extra rows, stay fixed).
+    """
+    recipe, epochs = fold_in_recipe(model, epochs)
+    n_new, n_items = item_users.shape[0], model.n_items
+    init_rng, chunk_states = _streams(model)
+    fresh = uniform_factors(init_rng, n_new, recipe.factors, int(model._has_bias_column),
+                            recipe.init_scale, 0.0)
+    empty = np.diff(item_users.indptr) == 0
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} of the {n_new} items to recalculate have no user: they keep "
+            "a random vector.", RuntimeWarning, stacklevel=4)
+    if item_users.nnz == 0:
+        return fresh
+    items = np.concatenate([model._item_factors, fresh])
+    columns = n_items + np.repeat(np.arange(n_new), np.diff(item_users.indptr))
+    X = v.check_interactions(
+        sp.csr_matrix((np.asarray(item_users.data, np.float32), (item_users.indices, columns)),
+                      shape=(model.n_users, n_items + n_new)), "item_users")
+    state = OptimizerState.fresh(recipe.optimizer, (0, 0), items.shape)
+    _train(model, recipe, epochs, X, model._user_factors, items, state, chunk_states,
+           UPDATE_POSITIVE, "items")
+    return items[n_items:]
+
+
 def rows_for(model, ids, n, matrix, name, allow_whole=True):
     """CSR rows of ``matrix`` for ``n`` ids: one row per id, or picked from the whole matrix."""
     X = v.check_interactions(matrix, name, allow_empty=True)

@@ -18,7 +18,7 @@ import numpy as np
 from . import _validation as v
 from ._scoring import recommend_for, similar_items_topk
 from .data import IdMap, Interactions
-from .persistence import load_arrays, save_arrays
+from .persistence import describe, load_arrays, save_arrays
 
 
 class FactorModel:
@@ -147,7 +147,7 @@ class FactorModel:
         return scores[0] if scalar_u and scalar_i else scores
 
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, items=None, *, raw_ids=False):
+                  filter_items=None, items=None, *, recalculate_user=False, raw_ids=False):
         """Best ``N`` items for one user or several, by score.
 
         Parameters
@@ -164,6 +164,10 @@ class FactorModel:
             Items never recommended.
         items : array-like of int, optional
             Rank only these items.
+        recalculate_user : bool
+            Rank for user vectors folded in from the rows of ``user_items``
+            (see ``recalculate_user``) instead of the stored ones; the model
+            does not change. Models without fold-in raise NotImplementedError.
         raw_ids : bool
             ``userid``, ``filter_items`` and ``items`` are raw ids of the
             Interactions the model was fitted on, and the answer is in raw item
@@ -183,13 +187,18 @@ class FactorModel:
         userid = self._to_index(userid, "user", "userid", raw_ids)
         filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
         items = self._to_index(items, "item", "items", raw_ids)
-        ids, scores = recommend_for(self.user_factors, self.item_factors, userid, user_items, N,
+        user_factors = self.user_factors
+        if recalculate_user:
+            if user_items is None:
+                raise ValueError("recalculate_user=True needs user_items: the rows to fold in.")
+            user_factors, userid, user_items = self._folded_in_users(userid, user_items)
+        ids, scores = recommend_for(user_factors, self.item_factors, userid, user_items, N,
                                     filter_already_liked_items, filter_items, items,
                                     num_threads=self._num_threads())
         return self._to_raw(ids, "item", raw_ids), scores
 
     def similar_items(self, itemid, N=10, filter_items=None, items=None, *, filter_self=True,
-                      raw_ids=False):
+                      recalculate_item=False, item_users=None, raw_ids=False):
         """Items most similar to ``itemid`` by cosine similarity of the item factors.
 
         Shapes follow :meth:`recommend`.
@@ -202,7 +211,16 @@ class FactorModel:
             Items never returned; the only items returned.
         filter_self : bool
             Leave the item itself out (default); False returns it too, first
-            with similarity 1 (implicit's behaviour).
+            with similarity 1 (implicit's behaviour), unless ``filter_items``
+            or ``items`` leave it out.
+        recalculate_item : bool
+            Query with item vectors folded in from ``item_users`` (one row of
+            users per id in ``itemid``) instead of the stored ones; the model
+            does not change. The query item stays itself: with
+            ``filter_self=False`` it comes first with similarity 1.
+        item_users : scipy.sparse matrix, shape (n, n_users), optional
+            The users of each queried item; needed with ``recalculate_item``
+            (ignored otherwise, as implicit does).
         raw_ids : bool
             Ids in and out are raw item ids (see :meth:`recommend`).
 
@@ -211,7 +229,13 @@ class FactorModel:
         ids : ndarray of int32
         scores : ndarray of float32
         """
-        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids)
+        query_vectors = None
+        if recalculate_item:
+            if item_users is None:
+                raise ValueError("recalculate_item=True needs item_users: the users of each item.")
+            query_vectors = self._folded_in_items(itemid, item_users)
+        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids,
+                             query_vectors)
 
     def similar_users(self, userid, N=10, filter_users=None, users=None, *, filter_self=True,
                       raw_ids=False):
@@ -225,7 +249,16 @@ class FactorModel:
         """The factors whose cosine is the similarity (subclasses drop constant columns)."""
         return self.user_factors if side == "user" else self.item_factors
 
-    def _similar(self, side, query, N, filter_ids, candidates, filter_self, raw_ids):
+    def _folded_in_users(self, userid, user_items):
+        """``(vectors, query ids, rows)`` of users folded in from ``user_items`` (recommend)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot recalculate users (no fold-in).")
+
+    def _folded_in_items(self, itemid, item_users):
+        """Item vectors folded in from ``item_users``, as similarity queries (similar_items)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot recalculate items (no fold-in).")
+
+    def _similar(self, side, query, N, filter_ids, candidates, filter_self, raw_ids,
+                 query_vectors=None):
         self._check_fitted()
         query = self._to_index(query, side, f"{side}id", raw_ids)
         filter_ids = self._to_index(filter_ids, side, f"filter_{side}s", raw_ids)
@@ -237,9 +270,23 @@ class FactorModel:
                 v.check_ids(ids, name, factors.shape[0], f"{side}s")
         N = v.check_positive_int(N, "N")
         filter_self = v.check_bool(filter_self, "filter_self")
+        if query_vectors is not None:
+            query_vectors = query_vectors[:, :factors.shape[1]]  # an item bias is no direction
         ids, scores = similar_items_topk(factors, query, N, filter_ids, candidates,
-                                         exclude_self=filter_self,
-                                         num_threads=self._num_threads())
+                                         exclude_self=True, num_threads=self._num_threads(),
+                                         query_vectors=query_vectors)
+        if not filter_self:
+            # The query itself first, with similarity 1 by definition (also for a folded-in
+            # query vector, which stands for that item), where the filters allow it.
+            eligible = np.ones(query.size, bool)
+            if filter_ids is not None:
+                eligible &= ~np.isin(query, np.asarray(filter_ids))
+            if candidates is not None:
+                eligible &= np.isin(query, np.asarray(candidates))
+            ids[eligible, 1:] = ids[eligible, :-1].copy()
+            scores[eligible, 1:] = scores[eligible, :-1].copy()
+            ids[eligible, 0] = query[eligible]
+            scores[eligible, 0] = 1.0
         if scalar:
             keep = ids[0] >= 0
             ids, scores = ids[0][keep], scores[0][keep]
@@ -251,11 +298,24 @@ class FactorModel:
 
         The file holds a format version, the model's class and parameters as
         JSON, the factors and the raw ids; see :mod:`bpr_numba.persistence`.
+        ``path`` may also be a binary file object (e.g. ``io.BytesIO``),
+        written to from its position and left open.
         """
-        self._check_fitted()
+        fitted = self.user_factors is not None
+        if not (fitted or self._saves_unfitted):
+            self._check_fitted()
         params = self.get_params()
         if not isinstance(params.get("random_state"), (int, type(None))):
             params["random_state"] = None  # Generators and the like are not JSON
+        for name, value in params.items():
+            if isinstance(value, np.dtype) or (isinstance(value, type)
+                                               and issubclass(value, np.generic)):
+                params[name] = np.dtype(value).name  # JSON holds the dtype's name
+        if not fitted:
+            empty = np.zeros((0, 0), np.float32)
+            save_arrays(path, params, empty, empty, {"model": type(self).__name__,
+                                                     "fitted": False})
+            return
         extra = {"model": type(self).__name__, **self._header_extra()}
         arrays = {}
         for side in ("user", "item"):
@@ -268,9 +328,12 @@ class FactorModel:
         """More JSON header entries of the subclass."""
         return {}
 
+    #: Whether ``save`` writes a model that was never fitted (its parameters only).
+    _saves_unfitted = False
+
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`.
+        """Read a model written by :meth:`save` (from a path or a binary file object).
 
         Raises
         ------
@@ -281,6 +344,7 @@ class FactorModel:
             another model class.
         """
         header, users, items, arrays = load_arrays(path)
+        path = describe(path)
         kind = header.get("model", "BPR")  # format 2 files before the field held BPR only
         if kind != cls.__name__:
             raise ValueError(f"{path} holds a {kind} model; load it with {kind}.load().")
@@ -288,6 +352,8 @@ class FactorModel:
             model = cls(**header["params"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path} holds invalid parameters: {exc}") from exc
+        if header.get("fitted", True) is False:
+            return model  # saved before fit: parameters only
         model._restore(users, items, header, path)
         for side, n in (("user", users.shape[0]), ("item", items.shape[0])):
             ids = arrays.get(f"{side}_ids")

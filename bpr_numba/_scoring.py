@@ -96,7 +96,7 @@ def topk_items(user_factors, item_factors, userids, N, exclude_indptr=None,
 
 
 def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=None,
-                       exclude_self=True, num_threads=0):
+                       exclude_self=True, num_threads=0, query_vectors=None):
     """Best ``N`` items by cosine similarity to each of ``itemids``.
 
     Rows are normalised in float32; an all-zero row keeps norm 1 (its
@@ -116,6 +116,10 @@ def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=N
         Never return the query item itself (default).
     num_threads : int
         Threads of the kernels for the call (0 = all cores).
+    query_vectors : ndarray of float, shape (n, f), optional
+        Query with these vectors instead of ``item_factors[itemids]`` (e.g.
+        folded-in items); ``itemids`` still names the query items for
+        ``exclude_self``.
 
     Returns
     -------
@@ -130,13 +134,25 @@ def similar_items_topk(item_factors, itemids, N, filter_items=None, candidates=N
     norms = np.sqrt(np.einsum("ij,ij->i", item_factors, item_factors, dtype=np.float32))
     norms[norms == 0] = 1.0
     normalised = np.ascontiguousarray(item_factors / norms[:, None], dtype=np.float32)
+    queries, rows = normalised, itemids
+    if query_vectors is not None:
+        query_vectors = as_factor_array(query_vectors, "query_vectors")
+        if query_vectors.shape != (itemids.size, item_factors.shape[1]):
+            raise ValueError(
+                f"query_vectors must have shape ({itemids.size}, {item_factors.shape[1]}); "
+                f"got {query_vectors.shape}."
+            )
+        q_norms = np.sqrt(np.einsum("ij,ij->i", query_vectors, query_vectors, dtype=np.float32))
+        q_norms[q_norms == 0] = 1.0
+        queries = np.ascontiguousarray(query_vectors / q_norms[:, None], dtype=np.float32)
+        rows = np.arange(itemids.size, dtype=np.int64)
     if exclude_self:
         exclude_indptr = np.arange(itemids.size + 1, dtype=np.int64)
         exclude_indices = itemids.astype(np.int32)
     else:
         exclude_indptr = exclude_indices = None
     cols = _eligible_columns(n_items, filter_items, candidates)
-    return _run(normalised, normalised, itemids, N, exclude_indptr,
+    return _run(queries, normalised, rows, N, exclude_indptr,
                 exclude_indices, cols, num_threads)
 
 

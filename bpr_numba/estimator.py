@@ -472,6 +472,48 @@ class BPR(FactorModel):
         factors = _foldin.fold_in_users(self, rows, epochs)
         return factors[0] if scalar else factors
 
+    def recalculate_item(self, itemid, item_users, epochs=None):
+        """Factors of items computed from their users alone, against fixed user factors.
+
+        The model does not change. Each item starts from a fresh random vector
+        and is trained for ``epochs`` epochs as in :meth:`partial_fit_items`
+        (only the item's vector moves).
+
+        Parameters
+        ----------
+        itemid : int or array-like of int
+            One id per row of ``item_users``; only the count matters (a new
+            item may pass any id).
+        item_users : scipy.sparse matrix, shape (n, n_users)
+            One row per item: the users who interacted with it.
+        epochs : int, optional
+            Default: the model's ``epochs``.
+
+        Returns
+        -------
+        ndarray of float32, shape (factors [+ 1],) for a scalar ``itemid``, else (n, ...)
+        """
+        self._check_fitted()
+        scalar = np.ndim(itemid) == 0
+        n = 1 if scalar else np.asarray(itemid).size
+        rows = v.check_interactions(item_users, "item_users", allow_empty=True)
+        if rows.shape != (n, self.n_users):
+            raise ValueError(
+                f"item_users must have one row per item id and one column per user, shape "
+                f"({n}, {self.n_users}); got {rows.shape}."
+            )
+        factors = _foldin.recalculated_items(self, rows, epochs)
+        return factors[0] if scalar else factors
+
+    def _folded_in_users(self, userid, user_items):
+        n = 1 if np.ndim(userid) == 0 else np.asarray(userid).size
+        rows = _foldin.rows_for(self, userid, n, user_items, "user_items")
+        vectors = _foldin.fold_in_users(self, rows, None)
+        return vectors, (0 if np.ndim(userid) == 0 else np.arange(n)), rows
+
+    def _folded_in_items(self, itemid, item_users):
+        return np.atleast_2d(self.recalculate_item(itemid, item_users))
+
     def partial_fit_users(self, userids, user_items, epochs=None, *, raw_ids=False):
         """Retrain the given users' vectors from their rows, item factors fixed.
 

@@ -10,8 +10,11 @@ Layout (``FORMAT_VERSION`` 2; version 1 files, without raw ids, still load):
 - ``user_ids``, ``item_ids`` (optional) : the raw ids of a model fitted on
   ``Interactions``, as int64 or unicode arrays (no pickle).
 
-Writes are atomic: a temporary file in the target folder, flushed and synced,
-then renamed over the target, so a failed save never damages an existing file.
+Writes to a path are atomic: a temporary file in the target folder, flushed
+and synced, then renamed over the target, so a failed save never damages an
+existing file. A file object (anything with ``write``, e.g. ``io.BytesIO`` or
+an open file) is written to directly, from its current position, and left
+open; loading reads a file object from its current position.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=Non
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Target file; ``.npz`` is not appended.
+    path : str, os.PathLike or binary file object
+        Target file; ``.npz`` is not appended. A file object is written to
+        directly (not atomically) and left open.
     params : dict
         JSON-serialisable estimator parameters.
     user_factors, item_factors : ndarray of float32
@@ -45,18 +49,22 @@ def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=Non
     arrays : dict, optional
         Optional arrays by name (``user_ids``, ``item_ids``); int or unicode.
     """
-    path = Path(path)
     header = {"params": params, "user_shape": list(user_factors.shape),
               "item_shape": list(item_factors.shape)}
     header.update(extra or {})
     text = json.dumps(header)
+    entries = dict(format=np.array(FORMAT_NAME), format_version=np.int64(FORMAT_VERSION),
+                   header=np.array(text), user_factors=user_factors, item_factors=item_factors,
+                   **{k: a for k, a in (arrays or {}).items() if k in _OPTIONAL})
+    if is_file_object(path, "write"):
+        np.savez(path, **entries)
+        return
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, format=np.array(FORMAT_NAME), format_version=np.int64(FORMAT_VERSION),
-                     header=np.array(text), user_factors=user_factors, item_factors=item_factors,
-                     **{k: a for k, a in (arrays or {}).items() if k in _OPTIONAL})
+            np.savez(fh, **entries)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -66,8 +74,22 @@ def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=Non
         raise
 
 
+def is_file_object(target, method):
+    """Whether ``target`` is a file object (has ``method``, "read" or "write"), not a path."""
+    return not isinstance(target, (str, os.PathLike)) and callable(getattr(target, method, None))
+
+
+def describe(target):
+    """How messages name ``target``: the path, or the file object's name."""
+    if is_file_object(target, "read") or is_file_object(target, "write"):
+        name = getattr(target, "name", None)
+        return f"the file object {name!r}" if isinstance(name, str) else \
+            f"the file object {type(target).__name__}"
+    return str(target)
+
+
 def load_arrays(path):
-    """Read and check a model file.
+    """Read and check a model file (a path, or a binary file object read from its position).
 
     Returns
     -------
@@ -84,11 +106,15 @@ def load_arrays(path):
         Not a bpr-numba model file, truncated or damaged, a newer format
         version, a missing entry, or arrays that do not match the header.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+    if is_file_object(path, "read"):
+        source, path = path, describe(path)
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        source = path
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(source, allow_pickle=False) as npz:
             missing = [key for key in _REQUIRED if key not in npz.files]
             if "format" in npz.files and str(npz["format"]) != FORMAT_NAME:
                 missing = ["format"]
