@@ -112,6 +112,8 @@ LIBRARIES = ("bpr-numba", "implicit", "lightfm", "cornac")
 # epochs, num_threads, random_state). learning_rate=None: the optimiser's own.
 OURS_CONFIGS = {
     "sgd": ("sgd, 1 neg.", {"optimizer": "sgd", "negative_candidates": 1}),
+    "sgd-uniform": ("sgd, 1 uniform neg.", {"optimizer": "sgd", "negative_candidates": 1,
+                                            "negatives": "uniform"}),
     "adagrad": ("adagrad, 1 neg.", {"optimizer": "adagrad", "negative_candidates": 1}),
     "adam": ("adam, 1 neg.", {"optimizer": "adam", "negative_candidates": 1}),
     "defaults": ("defaults (adagrad, 3 neg.)", {}),
@@ -121,7 +123,9 @@ OURS_CONFIGS = {
                          {"optimizer": "rowwise-adagrad"}),
 }
 PEER_CONFIGS = {
-    "implicit": [("bpr", {"learning_rate": 0.01, "regularization": 0.01})],
+    "implicit": [("bpr", {"learning_rate": 0.01, "regularization": 0.01}),
+                 ("bpr-noverify", {"learning_rate": 0.01, "regularization": 0.01,
+                                   "verify_negative_samples": False})],
     "lightfm": [("bpr", {"loss": "bpr", "learning_rate": 0.05}),
                 ("warp", {"loss": "warp", "learning_rate": 0.05})],
     "cornac": [("bpr", {"learning_rate": 0.01, "lambda_reg": 0.01})],
@@ -398,7 +402,8 @@ class ImplicitTrainer(Trainer):
         p = self.job["params"]
         return BayesianPersonalizedRanking(
             factors=self.job["factors"], learning_rate=lr, regularization=p["regularization"],
-            iterations=epochs, num_threads=self.job["threads"], random_state=self.seed)
+            iterations=epochs, num_threads=self.job["threads"], random_state=self.seed,
+            verify_negative_samples=p.get("verify_negative_samples", True))
 
     def warmup(self):
         start = time.perf_counter()

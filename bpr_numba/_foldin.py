@@ -226,3 +226,139 @@ def grow(model, side, n_rows):
     setattr(model, f"_{side}_factors", np.concatenate([current, extra]))
     state = model._opt_state
     setattr(state, side, getattr(state, side).grown(n_rows))
+
+
+class FoldInMixin:
+    """The fold-in entry points of :class:`~bpr_numba.BPR` (see the module docstring)."""
+
+    def recalculate_user(self, userid, user_items, epochs=None, *, raw_ids=False):
+        """Factors of users computed from their rows alone, against fixed item factors.
+
+        The model does not change. Each row starts from a fresh random vector
+        and is trained for ``epochs`` epochs with the model's loss, sampler and
+        optimiser (fresh optimiser state), moving only the user vector: a new
+        or changed user gets recommendations without refitting.
+
+        Parameters
+        ----------
+        userid : int or array-like of int
+            Picks the rows when ``user_items`` is the whole users x items
+            matrix; otherwise ``user_items`` holds one row per id and the ids
+            are not used (a new user may pass any id, e.g. -1).
+        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
+        epochs : int, optional
+            Default: the model's ``epochs``.
+        raw_ids : bool
+            ``userid`` holds raw ids (only needed to pick rows of the whole
+            matrix).
+
+        Returns
+        -------
+        ndarray of float32, shape (factors [+ 1],) for a scalar ``userid``, else (n, ...)
+        """
+        self._check_fitted()
+        self._check_same_ids(user_items, "user_items")
+        scalar = np.ndim(userid) == 0
+        if raw_ids and getattr(user_items, "shape", (None,))[0] == self.n_users:
+            userid = self._to_index(userid, "user", "userid", raw_ids)
+        n = 1 if scalar else np.asarray(userid).size
+        rows = rows_for(self, userid, n, user_items, "user_items")
+        factors = fold_in_users(self, rows, epochs)
+        return factors[0] if scalar else factors
+
+    def recalculate_item(self, itemid, item_users, epochs=None):
+        """Factors of items computed from their users alone, against fixed user factors.
+
+        The model does not change. Each item starts from a fresh random vector
+        and is trained for ``epochs`` epochs as in :meth:`partial_fit_items`
+        (only the item's vector moves).
+
+        Parameters
+        ----------
+        itemid : int or array-like of int
+            One id per row of ``item_users``; only the count matters (a new
+            item may pass any id).
+        item_users : scipy.sparse matrix, shape (n, n_users)
+            One row per item: the users who interacted with it.
+        epochs : int, optional
+            Default: the model's ``epochs``.
+
+        Returns
+        -------
+        ndarray of float32, shape (factors [+ 1],) for a scalar ``itemid``, else (n, ...)
+        """
+        self._check_fitted()
+        scalar = np.ndim(itemid) == 0
+        n = 1 if scalar else np.asarray(itemid).size
+        rows = v.check_interactions(item_users, "item_users", allow_empty=True)
+        if rows.shape != (n, self.n_users):
+            raise ValueError(
+                f"item_users must have one row per item id and one column per user, shape "
+                f"({n}, {self.n_users}); got {rows.shape}."
+            )
+        factors = recalculated_items(self, rows, epochs)
+        return factors[0] if scalar else factors
+
+    def _folded_in_users(self, userid, user_items):
+        n = 1 if np.ndim(userid) == 0 else np.asarray(userid).size
+        rows = rows_for(self, userid, n, user_items, "user_items")
+        vectors = fold_in_users(self, rows, None)
+        return vectors, (0 if np.ndim(userid) == 0 else np.arange(n)), rows
+
+    def _folded_in_items(self, itemid, item_users):
+        return np.atleast_2d(self.recalculate_item(itemid, item_users))
+
+    def partial_fit_users(self, userids, user_items, epochs=None, *, raw_ids=False):
+        """Retrain the given users' vectors from their rows, item factors fixed.
+
+        Ids at or past ``n_users`` add users (the factors grow; rows between
+        get fresh random vectors); with ``raw_ids=True`` unknown raw ids are
+        appended to ``user_map_``. See :meth:`recalculate_user` for the
+        training. Returns self.
+
+        Parameters
+        ----------
+        userids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
+        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
+            One row per id (or the whole matrix when every id is known).
+        epochs : int, optional
+        """
+        self._check_fitted()
+        self._check_same_ids(user_items, "user_items")
+        ids, id_map = ids_for_update(self, userids, "userids", "user", raw_ids)
+        known = ids.max() < self.n_users
+        rows = rows_for(self, ids if known else np.zeros(ids.size, np.int64), ids.size,
+                                user_items, "user_items", allow_whole=known)
+        factors = fold_in_users(self, rows, epochs)
+        grow(self, "user", int(ids.max()) + 1)
+        self._user_factors[ids] = factors
+        self.user_map_ = id_map  # only now: a refused call leaves the map as it was
+        return self
+
+    def partial_fit_items(self, itemids, item_users, epochs=None, *, raw_ids=False):
+        """Retrain the given items' vectors from their users, user factors fixed.
+
+        Each (user, item) pair of ``item_users`` is a positive: its sample draws
+        a negative item as in training and moves only the item's vector (the
+        negative's and the user's stay fixed). Ids at or past ``n_items`` add
+        items. Returns self.
+
+        Parameters
+        ----------
+        itemids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
+        item_users : scipy.sparse matrix, shape (n, n_users)
+            One row per id: the users who interacted with the item.
+        epochs : int, optional
+        """
+        self._check_fitted()
+        fold_in_recipe(self, epochs)  # refuse the Keras mode before anything moves
+        ids, id_map = ids_for_update(self, itemids, "itemids", "item", raw_ids)
+        rows = v.check_interactions(item_users, "item_users")
+        if rows.shape != (ids.size, self.n_users):
+            raise ValueError(
+                f"item_users must have one row per item id and one column per user, shape "
+                f"({ids.size}, {self.n_users}); got {rows.shape}."
+            )
+        fold_in_items(self, ids, rows, epochs)
+        self.item_map_ = id_map
+        return self

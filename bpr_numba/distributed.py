@@ -789,12 +789,13 @@ def _client_for(client):
     if client is not None:
         yield client
         return
-    # Each worker runs one task at a time: one Numba thread per worker keeps the
-    # two worker processes from fighting over the cores (Dask already sets the
-    # BLAS variables to 1 in the processes it starts).
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": "1"}):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+    # Each worker runs one task at a time, and the tasks pass num_threads (1 by
+    # default) to the kernels, so two worker processes do not fight over the
+    # cores. (Not NUMBA_NUM_THREADS through Dask's pre-spawn environment: the
+    # nanny sets it in this process's environment too, and numba then refuses
+    # a thread count other than the one it launched with.)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
     try:
         with Client(cluster) as own:
             yield own

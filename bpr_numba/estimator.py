@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _foldin
 from . import _validation as v
+from ._foldin import FoldInMixin
 from ._model import FactorModel
 from ._runtime import as_seed_sequence, spawn_states
 from ._training import N_CHUNKS, LoopOptions, OptimizerState, Recipe, run_epochs, trainer_for
@@ -22,7 +23,7 @@ __all__ = ["BPR", "PRESETS", "TrainingDivergedError", "UnknownIdError"]
 #: The named recipes of :meth:`BPR.preset`: constructor parameters each.
 PRESETS = {
     "fast": {},
-    "quality": dict(optimizer="rowwise-adagrad", epochs=30, negative_candidates="auto"),
+    "quality": dict(optimizer="rowwise-adagrad", epochs=20, negative_candidates="auto"),
     "keras": dict(factors=100, loss="sigmoid", optimizer="dense-adam", learning_rate=0.001,
                   regularization=0.0, negatives="uniform", negative_candidates=1,
                   item_bias=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
@@ -30,7 +31,7 @@ PRESETS = {
 }
 
 
-class BPR(FactorModel):
+class BPR(FoldInMixin, FactorModel):
     """Matrix factorisation trained with a triplet (BPR) loss on implicit feedback.
 
     Each training positive ``(u, i)`` is paired with a negative item ``j`` and
@@ -73,8 +74,8 @@ class BPR(FactorModel):
         sample trains on the one the model currently scores highest (dynamic
         negative sampling, Zhang et al. 2013). 1 is plain BPR; 3 reaches a
         higher AUC within 10 epochs on MovieLens 100k (bench/movielens.py).
-        "auto" scales with the catalogue: about one candidate per 1,400 items,
-        3 to 30 (29 on Gowalla's 41k items, 3 on MovieLens 100k).
+        "auto" scales with the catalogue: about one candidate per 800 items,
+        3 to 50 (50 on Gowalla's 41k items, 3 on MovieLens 100k).
     negative_pool : int
         0: every candidate is a fresh draw. Otherwise each user draws a pool
         of this many negatives once per epoch and scores it once (one dot
@@ -154,9 +155,10 @@ class BPR(FactorModel):
         """Return an unfitted BPR configured by the named recipe; ``overrides`` replace any of it.
 
         - ``"fast"``: the defaults (10 epochs of BPR with 3 candidate negatives).
-        - ``"quality"``: row-wise Adagrad, 30 epochs and candidates scaled to
+        - ``"quality"``: row-wise Adagrad, 20 epochs and candidates scaled to
           the catalogue (``negative_candidates="auto"``), for the best ranking
-          quality on large catalogues; 3x to 25x the training time of "fast".
+          quality on large catalogues; 2x (small catalogues) to 20x (50k items)
+          the training time of "fast".
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its
@@ -435,139 +437,6 @@ class BPR(FactorModel):
             return {"loss": loss_sum / users.size, "skipped": 0}
 
         return run_epochs(self, epochs, train_epoch, num_threads=recipe.num_threads)
-
-    # ----------------------------------------------------------------- fold-in
-    def recalculate_user(self, userid, user_items, epochs=None, *, raw_ids=False):
-        """Factors of users computed from their rows alone, against fixed item factors.
-
-        The model does not change. Each row starts from a fresh random vector
-        and is trained for ``epochs`` epochs with the model's loss, sampler and
-        optimiser (fresh optimiser state), moving only the user vector: a new
-        or changed user gets recommendations without refitting.
-
-        Parameters
-        ----------
-        userid : int or array-like of int
-            Picks the rows when ``user_items`` is the whole users x items
-            matrix; otherwise ``user_items`` holds one row per id and the ids
-            are not used (a new user may pass any id, e.g. -1).
-        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
-        epochs : int, optional
-            Default: the model's ``epochs``.
-        raw_ids : bool
-            ``userid`` holds raw ids (only needed to pick rows of the whole
-            matrix).
-
-        Returns
-        -------
-        ndarray of float32, shape (factors [+ 1],) for a scalar ``userid``, else (n, ...)
-        """
-        self._check_fitted()
-        self._check_same_ids(user_items, "user_items")
-        scalar = np.ndim(userid) == 0
-        if raw_ids and getattr(user_items, "shape", (None,))[0] == self.n_users:
-            userid = self._to_index(userid, "user", "userid", raw_ids)
-        n = 1 if scalar else np.asarray(userid).size
-        rows = _foldin.rows_for(self, userid, n, user_items, "user_items")
-        factors = _foldin.fold_in_users(self, rows, epochs)
-        return factors[0] if scalar else factors
-
-    def recalculate_item(self, itemid, item_users, epochs=None):
-        """Factors of items computed from their users alone, against fixed user factors.
-
-        The model does not change. Each item starts from a fresh random vector
-        and is trained for ``epochs`` epochs as in :meth:`partial_fit_items`
-        (only the item's vector moves).
-
-        Parameters
-        ----------
-        itemid : int or array-like of int
-            One id per row of ``item_users``; only the count matters (a new
-            item may pass any id).
-        item_users : scipy.sparse matrix, shape (n, n_users)
-            One row per item: the users who interacted with it.
-        epochs : int, optional
-            Default: the model's ``epochs``.
-
-        Returns
-        -------
-        ndarray of float32, shape (factors [+ 1],) for a scalar ``itemid``, else (n, ...)
-        """
-        self._check_fitted()
-        scalar = np.ndim(itemid) == 0
-        n = 1 if scalar else np.asarray(itemid).size
-        rows = v.check_interactions(item_users, "item_users", allow_empty=True)
-        if rows.shape != (n, self.n_users):
-            raise ValueError(
-                f"item_users must have one row per item id and one column per user, shape "
-                f"({n}, {self.n_users}); got {rows.shape}."
-            )
-        factors = _foldin.recalculated_items(self, rows, epochs)
-        return factors[0] if scalar else factors
-
-    def _folded_in_users(self, userid, user_items):
-        n = 1 if np.ndim(userid) == 0 else np.asarray(userid).size
-        rows = _foldin.rows_for(self, userid, n, user_items, "user_items")
-        vectors = _foldin.fold_in_users(self, rows, None)
-        return vectors, (0 if np.ndim(userid) == 0 else np.arange(n)), rows
-
-    def _folded_in_items(self, itemid, item_users):
-        return np.atleast_2d(self.recalculate_item(itemid, item_users))
-
-    def partial_fit_users(self, userids, user_items, epochs=None, *, raw_ids=False):
-        """Retrain the given users' vectors from their rows, item factors fixed.
-
-        Ids at or past ``n_users`` add users (the factors grow; rows between
-        get fresh random vectors); with ``raw_ids=True`` unknown raw ids are
-        appended to ``user_map_``. See :meth:`recalculate_user` for the
-        training. Returns self.
-
-        Parameters
-        ----------
-        userids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
-        user_items : scipy.sparse matrix or Interactions, shape (n, n_items)
-            One row per id (or the whole matrix when every id is known).
-        epochs : int, optional
-        """
-        self._check_fitted()
-        self._check_same_ids(user_items, "user_items")
-        ids, id_map = _foldin.ids_for_update(self, userids, "userids", "user", raw_ids)
-        known = ids.max() < self.n_users
-        rows = _foldin.rows_for(self, ids if known else np.zeros(ids.size, np.int64), ids.size,
-                                user_items, "user_items", allow_whole=known)
-        factors = _foldin.fold_in_users(self, rows, epochs)
-        _foldin.grow(self, "user", int(ids.max()) + 1)
-        self._user_factors[ids] = factors
-        self.user_map_ = id_map  # only now: a refused call leaves the map as it was
-        return self
-
-    def partial_fit_items(self, itemids, item_users, epochs=None, *, raw_ids=False):
-        """Retrain the given items' vectors from their users, user factors fixed.
-
-        Each (user, item) pair of ``item_users`` is a positive: its sample draws
-        a negative item as in training and moves only the item's vector (the
-        negative's and the user's stay fixed). Ids at or past ``n_items`` add
-        items. Returns self.
-
-        Parameters
-        ----------
-        itemids : array-like of int (or raw ids with ``raw_ids=True``), shape (n,)
-        item_users : scipy.sparse matrix, shape (n, n_users)
-            One row per id: the users who interacted with the item.
-        epochs : int, optional
-        """
-        self._check_fitted()
-        _foldin.fold_in_recipe(self, epochs)  # refuse the Keras mode before anything moves
-        ids, id_map = _foldin.ids_for_update(self, itemids, "itemids", "item", raw_ids)
-        rows = v.check_interactions(item_users, "item_users")
-        if rows.shape != (ids.size, self.n_users):
-            raise ValueError(
-                f"item_users must have one row per item id and one column per user, shape "
-                f"({ids.size}, {self.n_users}); got {rows.shape}."
-            )
-        _foldin.fold_in_items(self, ids, rows, epochs)
-        self.item_map_ = id_map
-        return self
 
     # ------------------------------------------------------------- persistence
     def _header_extra(self):
