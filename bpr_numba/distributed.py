@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 import numpy as np
 import scipy.sparse as sp
 
+from . import _validation as v
 from . import metrics as _metrics
 from .data import Interactions
 from .estimator import BPR
@@ -150,9 +151,9 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
     n_users, n_items = _model_shape(model, "model")
     if not callable(getattr(model, "recommend", None)):
         raise TypeError(f"model must have a recommend method; got {type(model).__name__}.")
-    N = _positive_int(N, "N")
+    N = v.check_positive_int(N, "N")
     block_users = _block_users(block_users)
-    retries = _nonneg_int(retries, "retries")
+    retries = v.check_nonneg_int(retries, "retries")
     client = _check_client(client)
     if filter_already_liked_items or user_items is not None:
         user_items = _as_csr(user_items, "user_items", (n_users, n_items), model)
@@ -179,7 +180,7 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
     # Every argument the model checks, checked once here on the first user.
     _recommend_block(source, 0, 1, None if user_items is None else user_items[0:1], options,
                      None if user_factors is None else user_factors[0:1])
-    show_progress = _check_bool(show_progress, "show_progress")
+    show_progress = v.check_bool(show_progress, "show_progress")
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -381,20 +382,20 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
         Metric name -> float, or ndarray of float64 of shape (n_users,).
     """
     names = _metric_names(metrics)
-    user_factors, item_factors = _factor_pair(model)
+    user_factors, item_factors = v.factor_pair(model)
     shape = (user_factors.shape[0], item_factors.shape[0])
     test = _as_csr(test, "test", shape, model, canonical=True)
     if train is not None:
         train = _as_csr(train, "train", shape, model, canonical=True)
     block_users = _block_users(block_users)
-    num_threads = _nonneg_int(num_threads, "num_threads")
-    retries = _nonneg_int(retries, "retries")
-    reduce = _check_bool(reduce, "reduce")
-    check_intersections = _check_bool(check_intersections, "check_intersections")
-    show_progress = _check_bool(show_progress, "show_progress")
+    num_threads = v.check_nonneg_int(num_threads, "num_threads")
+    retries = v.check_nonneg_int(retries, "retries")
+    reduce = v.check_bool(reduce, "reduce")
+    check_intersections = v.check_bool(check_intersections, "check_intersections")
+    show_progress = v.check_bool(show_progress, "show_progress")
     client = _check_client(client)
     if train is not None and check_intersections:
-        _check_disjoint(test, train)
+        v.check_disjoint(test, train)
     n_users = shape[0]
     if shape[1] < 2:
         # No user can have a negative candidate, so the local function refuses every metric.
@@ -459,23 +460,6 @@ def _evaluate_block(item_factors, block, names, num_threads, check_intersections
                                reduce=False, num_threads=num_threads,
                                check_intersections=check_intersections)
     return np.column_stack([values[name][:n] for name in names])
-
-
-def _check_disjoint(test, train):
-    """Raise a ValueError when the canonical CSR ``test`` and ``train`` share a positive."""
-    n_items = test.shape[1]
-
-    def keys(X):
-        rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
-        return rows * n_items + X.indices
-
-    n_shared = np.intersect1d(keys(test), keys(train), assume_unique=True).size
-    if n_shared:
-        raise ValueError(
-            f"test and train share {n_shared} (user, item) pair(s) of {test.nnz} test "
-            "positives: a split should put each interaction on one side. Fix the split, or "
-            "pass check_intersections=False to drop the shared pairs from the test positives."
-        )
 
 
 def _metric_names(metrics):
@@ -616,10 +600,10 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
         raise TypeError(f"metric must be a metric name (str); got {metric!r}.")
     _metrics.parse_metric(metric)
     if patience is not None:
-        patience = _positive_int(patience, "patience")
-    num_threads = _nonneg_int(num_threads, "num_threads")
-    retries = _nonneg_int(retries, "retries")
-    show_progress = _check_bool(show_progress, "show_progress")
+        patience = v.check_positive_int(patience, "patience")
+    num_threads = v.check_nonneg_int(num_threads, "num_threads")
+    retries = v.check_nonneg_int(retries, "retries")
+    show_progress = v.check_bool(show_progress, "show_progress")
     client = _check_client(client)
 
     shared = dict(base_params)
@@ -864,7 +848,7 @@ def _blocks(n_users, size):
 def _block_users(value):
     if value is None:
         return None
-    value = _positive_int(value, "block_users")
+    value = v.check_positive_int(value, "block_users")
     if value < MIN_BLOCK_USERS:
         raise ValueError(
             f"block_users must be >= {MIN_BLOCK_USERS}; got {value}. BLAS computes products of "
@@ -882,28 +866,6 @@ def _model_shape(model, name):
             f"{type(model).__name__} has none (call fit first)."
         )
     return int(np.shape(user_factors)[0]), int(np.shape(item_factors)[0])
-
-
-def _factor_pair(model):
-    if isinstance(model, tuple) and len(model) == 2:
-        user_factors, item_factors = model
-    else:
-        _model_shape(model, "model")
-        user_factors, item_factors = model.user_factors, model.item_factors
-    user_factors, item_factors = np.asarray(user_factors), np.asarray(item_factors)
-    for array, label in ((user_factors, "user_factors"), (item_factors, "item_factors")):
-        if array.ndim != 2 or array.dtype.kind not in "fiu":
-            raise ValueError(f"{label} of model must be a 2-D float array; got shape "
-                             f"{array.shape} and dtype {array.dtype}.")
-        if not np.isfinite(array).all():
-            raise ValueError(f"{label} of model contains NaN or infinite values; expected "
-                             "finite factors.")
-    if user_factors.shape[1] != item_factors.shape[1]:
-        raise ValueError(
-            f"user_factors has {user_factors.shape[1]} columns but item_factors has "
-            f"{item_factors.shape[1]}; both must have the same width."
-        )
-    return user_factors, item_factors
 
 
 def _sparse_shape(X, name):
@@ -929,12 +891,7 @@ def _as_csr(X, name, shape, model, canonical=False):
                          "(n_users, n_items).")
     got = _sparse_shape(X, name)
     if isinstance(X, Interactions):
-        user_map = getattr(model, "user_map_", None)
-        if user_map is not None and (X.user_map != user_map or X.item_map != model.item_map_):
-            raise ValueError(
-                f"{name} has other raw ids than the model (its users or items differ, or are "
-                "numbered otherwise); build it on the model's id maps."
-            )
+        v.check_same_ids(X, model, name)
         X = X.matrix
     if got != shape:
         raise ValueError(
@@ -949,27 +906,7 @@ def _as_csr(X, name, shape, model, canonical=False):
     return X
 
 
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer; got {value!r} ({type(value).__name__}).")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer (>= 1); got {value}.")
-    return int(value)
-
-
 def _optional_positive_int(value, name):
-    return None if value is None else _positive_int(value, name)
+    return None if value is None else v.check_positive_int(value, name)
 
 
-def _nonneg_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 0; got {value!r} ({type(value).__name__}).")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0; got {value}.")
-    return int(value)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}.")
-    return bool(value)
