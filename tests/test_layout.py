@@ -1,7 +1,8 @@
 """The package's dependency rules, checked on its source (so a newcomer's map stays true).
 
 - Nothing under ``bpr_numba/_kernels/`` imports anything but numpy, numba,
-  the standard library's math and types, and its sibling kernel modules.
+  numba's llvmlite, the standard library's math and types, and its sibling kernel
+  modules.
 - No module imports another module's private (underscore) name.
 - Dependencies run one way: the layers below never import the layers above.
 """
@@ -77,7 +78,7 @@ def test_kernels_import_nothing_above_themselves():
             if target is not None and target[0] != "_kernels":
                 bad.append(f"{path.name}:{line} imports bpr_numba.{'.'.join(target)}")
             if external is not None and external.split(".")[0] not in (
-                    "numpy", "numba", "math", "types", "__future__"):
+                    "numpy", "numba", "llvmlite", "math", "types", "__future__"):
                 bad.append(f"{path.name}:{line} imports {external}")
     assert not bad, bad
 

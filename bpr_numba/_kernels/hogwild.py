@@ -16,6 +16,7 @@ from numba import njit
 
 from .build import NoAliasCompiler, specialise
 from .losses import loss_and_grad
+from .memory import prefetch_row
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
                     dot)
 from .rng import next_below
@@ -126,6 +127,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
     pool_items = np.empty(pool_size, np.int64)
     pool_scores = np.empty(pool_size, np.float32)
+    cand = np.empty(n_candidates, np.int64)
+    cand_next = np.empty(n_candidates, np.int64)
     for c in range(n_chunks):
         loss_sum[c], n_trained[c], n_skipped[c], n_refused[c] = train_chunk(  # noqa: F821
             indptr, indices, weights, user_order, chunk_bounds, c, user_factors, item_factors,
@@ -133,7 +136,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
             item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
             n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
             grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
-            lr, reg, beta_1, beta_2, epsilon)
+            cand, cand_next, lr, reg, beta_1, beta_2, epsilon)
     return loss_sum, n_trained, n_skipped, n_refused
 
 
@@ -142,7 +145,7 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
                  item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
                  n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
-                 lr, reg, beta_1, beta_2, epsilon):
+                 cand, cand_next, lr, reg, beta_1, beta_2, epsilon):
     """Chunk ``c`` of :func:`_train_chunks`; returns its (loss, trained, skipped, refused).
 
     A function of its own (not inlined) so that LLVM optimises the sample
@@ -178,6 +181,10 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
                     break
                 pool_items[q] = jq
                 pool_scores[q] = dot(user_factors, u, item_factors, jq)
+        n_next = 0
+        if n_pos and not pool_items.shape[0]:
+            state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code,
+                                             n_candidates, cand_next)
         for a in range(n_pos):
             i = indices[order[a]]
             w = weights[order[a]] if weighted else np.float32(1.0)
@@ -195,17 +202,29 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
                 j = pool_items[q]
                 best = dot(user_factors, u, item_factors, j)
             else:
-                state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-                if j < 0:
+                # This positive's candidates were drawn one step ahead (the same
+                # draws in the same order: draws never depend on the factors);
+                # draw the next positive's now and prefetch their rows, so those
+                # reads overlap this sample's arithmetic.
+                n_cur = n_next
+                for t in range(n_cur):
+                    cand[t] = cand_next[t]
+                if a + 1 < n_pos:
+                    state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items,
+                                                     neg_code, n_candidates, cand_next)
+                    prefetch_row(item_factors, indices[order[a + 1]])
+                    for t in range(n_next):
+                        prefetch_row(item_factors, cand_next[t])
+                if n_cur == 0:
                     chunk_skipped += 1
                     continue
+                j = cand[0]
                 best = dot(user_factors, u, item_factors, j)
-                for _c in range(n_candidates - 1):
-                    state, j2 = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-                    s2 = dot(user_factors, u, item_factors, j2)
+                for t in range(1, n_cur):
+                    s2 = dot(user_factors, u, item_factors, cand[t])
                     if s2 > best:
                         best = s2
-                        j = j2
+                        j = cand[t]
             x = dot(user_factors, u, item_factors, i) - best
             value, dx = loss_and_grad(loss_code, np.float64(x))
             chunk_loss += w * value
@@ -237,6 +256,22 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
             mark_row(seen, indices, start, start + n_pos, False)
     states[c] = state
     return chunk_loss, chunk_trained, chunk_skipped, chunk_refused
+
+
+@njit(cache=True, inline="always")
+def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candidates, out):
+    """Draw ``n_candidates`` negatives for user ``u`` into ``out``; returns (state, count).
+
+    The count is 0 (and nothing more is drawn) when the user has no negative.
+    """
+    state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+    if j < 0:
+        return state, 0
+    out[0] = j
+    for t in range(1, n_candidates):
+        state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+        out[t] = j
+    return state, n_candidates
 
 
 def _compiled(name, row_update):
