@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 import numba
 import numpy as np
@@ -27,18 +28,16 @@ def thread_count(num_threads):
     return max_threads if n <= 0 else min(n, max_threads)
 
 
-_POOL = {"size": 0, "executor": None}
-_POOL_LOCK = threading.Lock()
+_POOLS = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _executor(n):
-    with _POOL_LOCK:
-        if _POOL["size"] < n:
-            if _POOL["executor"] is not None:
-                _POOL["executor"].shutdown(wait=True)
-            _POOL["executor"] = ThreadPoolExecutor(n, thread_name_prefix="bpr-numba")
-            _POOL["size"] = n
-        return _POOL["executor"]
+    """The thread pool of ``n`` threads, made once and kept (never shut down while in use)."""
+    with _POOLS_LOCK:
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="bpr-numba")
+        return _POOLS[n]
 
 
 def parallel_ranges(kernel_call, n_tasks, num_threads, pieces_per_thread=4):
@@ -74,21 +73,20 @@ def parallel_ranges(kernel_call, n_tasks, num_threads, pieces_per_thread=4):
                 return
             kernel_call(first, min(first + step, n_tasks))
 
-    futures = [_executor(n).submit(worker) for _ in range(n)]
+    executor = _executor(n)
+    futures = [executor.submit(worker) for _ in range(n)]
     interrupted = False
-    error = None
     for future in futures:
-        while True:
+        while True:  # a Ctrl-C of the caller while waiting: note it, keep waiting
             try:
-                future.result()
+                futures_wait([future])
                 break
             except KeyboardInterrupt:
                 interrupted = True
-            except Exception as exc:  # noqa: BLE001 - re-raised below
-                error = error or exc
-                break
-    if error is not None:
-        raise error
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
     if interrupted:
         raise KeyboardInterrupt
 

@@ -21,6 +21,7 @@ with one thread the run is bit-for-bit reproducible whatever the thread count.
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -34,7 +35,7 @@ from ._kernels.hogwild import TRAIN_CHUNKS, UPDATE_ALL
 from ._kernels.losses import LOSSES
 from ._kernels.optim import OPTIMIZERS
 from ._kernels.sampling import NEGATIVES
-from ._runtime import as_seed_sequence, parallel_ranges, threads
+from ._runtime import parallel_ranges, threads
 from ._scoring import evaluate_factors, mean_over_users, metric_codes
 
 # Chunks per epoch: fixed, so the random streams do not depend on the threads.
@@ -79,6 +80,19 @@ LAZY_ADAM_ALPHA = adam_bias_correction(LAZY_BETA_1, LAZY_BETA_2)
 
 
 # ------------------------------------------------------------------ recipe
+def _check_candidates(value):
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"negative_candidates must be a positive integer or 'auto'; "
+                             f"got {value!r}.")
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"negative_candidates must be a positive integer or 'auto'; "
+                        f"got {value!r} ({v.type_name(value)}).")
+    return v.check_positive_int(value, "negative_candidates")
+
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The estimator's parameters, checked: what a training run is made of."""
@@ -116,9 +130,7 @@ class Recipe:
             regularization=v.check_float(params["regularization"], "regularization", low=0.0),
             epochs=v.check_positive_int(params["epochs"], "epochs"),
             negatives=v.check_choice(params["negatives"], "negatives", list(NEGATIVES)),
-            negative_candidates=("auto" if params["negative_candidates"] == "auto" else
-                                 v.check_positive_int(params["negative_candidates"],
-                                                      "negative_candidates")),
+            negative_candidates=_check_candidates(params["negative_candidates"]),
             negative_pool=v.check_nonneg_int(params["negative_pool"], "negative_pool"),
             item_bias=v.check_bool(params["item_bias"], "item_bias"),
             use_weights=v.check_bool(params["use_weights"], "use_weights"),
@@ -131,7 +143,7 @@ class Recipe:
             init_scale=v.check_float(params["init_scale"], "init_scale", low=0.0),
             num_threads=v.check_nonneg_int(params["num_threads"], "num_threads"),
         )
-        as_seed_sequence(params["random_state"])  # type check only
+        v.check_random_state(params["random_state"])
         trainer_for(recipe).check(recipe)
         return recipe
 
@@ -284,14 +296,16 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                       num_threads=0, pool_size=0):
+                       num_threads=0, pool_size=0, out=None):
     """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
 
     The optimiser's kernel (``_kernels.hogwild.TRAIN_CHUNKS[opt_code]``) runs
     on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
     so with one thread the result does not depend on how the chunks were cut.
     Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus
-    ``opt_code`` and ``num_threads``.
+    ``opt_code``, ``num_threads`` and ``out``: four per-chunk arrays (float64,
+    int64 x 3) the kernel writes its totals into, so they are kept even when a
+    Ctrl-C is raised as the call returns.
 
     Returns
     -------
@@ -299,21 +313,20 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     """
     kernel = TRAIN_CHUNKS[opt_code]
     n_chunks = states.shape[0]
-    totals = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
-              np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+    if out is None:
+        out = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
+               np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
 
     def call(first, end):
-        out = kernel(indptr, indices, weights, user_order, chunk_bounds[first:end + 1],
-                     user_factors, item_factors, user_sum_sq, item_sum_sq,
-                     user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v,
-                     item_adam_t, states[first:end], adam_alpha, loss_code, neg_code,
-                     n_user_cols, n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2,
-                     epsilon)
-        for total, part in zip(totals, out):
-            total[first:end] = part
+        kernel(indptr, indices, weights, user_order, chunk_bounds[first:end + 1],
+               user_factors, item_factors, user_sum_sq, item_sum_sq,
+               user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v,
+               item_adam_t, states[first:end], adam_alpha, loss_code, neg_code,
+               n_user_cols, n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2,
+               epsilon, *(total[first:end] for total in out))
 
     parallel_ranges(call, n_chunks, num_threads)
-    return totals
+    return out
 
 
 class Interrupt:
@@ -386,11 +399,15 @@ class HogwildTrainer:
         user_order, chunk_bounds = plan_epoch(row_lengths, trainable, order_rng)
         n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
         f32 = np.float32
-        totals = np.zeros(4)
+        n_chunks = chunk_states.shape[0]
+        # Per-chunk totals, written by the kernel itself: a Ctrl-C raised as a
+        # call returns cannot lose them.
+        per_chunk = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
+                     np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
         u, i = state.user, state.item
 
         def call(first, end):
-            out = train_epoch_chunks(
+            train_epoch_chunks(
                 X.indptr, X.indices, weights, user_order, chunk_bounds[first:end + 1],
                 user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
@@ -398,12 +415,12 @@ class HogwildTrainer:
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
                 n_user_cols, r.candidates_for(X.shape[1]), update_mask, f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
-                f32(LAZY_EPSILON), r.num_threads, r.negative_pool)
-            totals[:] += [float(a.sum()) for a in out]
+                f32(LAZY_EPSILON), r.num_threads, r.negative_pool,
+                tuple(total[first:end] for total in per_chunk))
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
-        return totals
+        return np.array([float(total.sum()) for total in per_chunk])
 
     def record(self, totals, epoch, what="training", keeps=None):
         """The epoch's history record from the kernel totals; raises on divergence."""

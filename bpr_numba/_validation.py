@@ -359,6 +359,24 @@ def check_factor_matrix(array, name, shape):
     return as_factor_array(array, name, finite=True).copy()
 
 
+def check_random_state(random_state):
+    """Refuse a ``random_state`` that is not None, an int >= 0, a SeedSequence, Generator
+    or RandomState (without drawing from it)."""
+    if random_state is None or isinstance(random_state, (np.random.SeedSequence,
+                                                         np.random.Generator,
+                                                         np.random.RandomState)):
+        return
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state,
+                                                                     (bool, np.bool_)):
+        if random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer; got {random_state}.")
+        return
+    raise TypeError(
+        "random_state must be None, a non-negative int, a numpy SeedSequence, Generator "
+        f"or RandomState; got {type_name(random_state)}."
+    )
+
+
 def check_bool(value, name):
     """Return ``value`` as bool if it is True or False, else raise a TypeError."""
     if not isinstance(value, (bool, np.bool_)):

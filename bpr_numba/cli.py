@@ -132,6 +132,8 @@ def _model_from_args(args):
         overrides["epochs"] = 10
     overrides["num_threads"] = args.threads
     overrides["random_state"] = args.seed
+    if args.keras and args.preset not in (None, "keras"):
+        raise ValueError(f"--keras is the keras preset; it cannot go with --preset {args.preset}.")
     preset = "keras" if args.keras else (args.preset or "fast")
     return BPR.preset(preset, **overrides)
 

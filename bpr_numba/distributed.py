@@ -166,11 +166,13 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
     parquet = _check_parquet(parquet) if out is not None else False
     if scatter not in ("auto", "model", "item_factors"):
         raise ValueError(f"scatter must be 'auto', 'model' or 'item_factors'; got {scatter!r}.")
-    if scatter == "item_factors" and not isinstance(model, BPR):
+    if scatter == "item_factors" and type(model) is not BPR:
         raise ValueError(f"scatter='item_factors' serves a bpr_numba.BPR; got a "
                          f"{type(model).__name__}: use scatter='model'.")
     if scatter == "auto":
-        scatter = "item_factors" if isinstance(model, BPR) else "model"
+        # Subclasses (the implicit drop-in) have other parameters and recommend
+        # semantics: they travel whole.
+        scatter = "item_factors" if type(model) is BPR else "model"
     if scatter == "model":
         source, user_factors = model, None
     else:

@@ -212,3 +212,57 @@ def test_a_failed_save_leaves_the_existing_file_intact(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_keyboard_interrupt_in_a_one_call_epoch_keeps_its_totals(monkeypatch):
+    # Most data sets fit in one kernel call per epoch: a Ctrl-C raised as that
+    # call returns must still finish the epoch with its real loss.
+    train, _ = _data()
+    real = training_module.train_epoch_chunks
+    calls = []
+
+    def interrupted(*args):
+        out = real(*args)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(training_module, "train_epoch_chunks", interrupted)
+    model = BPR(factors=4, epochs=5, random_state=0, num_threads=1)
+    with pytest.raises(KeyboardInterrupt), \
+            pytest.warns(RuntimeWarning, match="epoch 1 was finished first"):
+        model.fit(train, show_progress=False)
+    reference = BPR(factors=4, epochs=1, random_state=0, num_threads=1).fit(
+        train, show_progress=False)
+    assert model.n_epochs_done_ == 1
+    assert model.history_[0]["loss"] == reference.history_[0]["loss"]
+    np.testing.assert_array_equal(model.item_factors, reference.item_factors)
+
+
+def test_parallel_ranges_covers_every_task_once_and_reports_errors():
+    from bpr_numba._runtime import parallel_ranges
+
+    seen = np.zeros(103, np.int64)
+
+    def mark(first, end):
+        seen[first:end] += 1
+
+    for threads in (1, 2, 0):
+        seen[:] = 0
+        parallel_ranges(mark, seen.size, threads)
+        assert np.all(seen == 1)
+
+    def fail(first, end):
+        if first == 0:
+            raise ValueError("piece 0 failed")
+        seen[first:end] += 1
+
+    with pytest.raises(ValueError, match="piece 0 failed"):
+        parallel_ranges(fail, 50, 2)
+
+    def interrupt(first, end):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a piece's Ctrl-C ends the call, no hang
+        parallel_ranges(interrupt, 50, 2)

@@ -1,12 +1,13 @@
 """The per-sample (Hogwild) training kernel.
 
 What an epoch is: one pass over all training positives, each paired with a
-fresh negative. The order is cache-friendly (NOTES.md): users are visited in a
+fresh negative. The order is cache-friendly: users are visited in a
 freshly shuffled order, and each user's positives in a freshly shuffled order,
 so the user's row stays in cache while its samples are processed. The pass is
 cut into ``n_chunks`` chunks of about equal sample counts at user boundaries;
-chunk ``c`` owns random state ``states[c]``, so with one thread the run is
-bit-for-bit reproducible whatever the thread count used to compile it.
+chunk ``c`` owns random state ``states[c]``, so the random streams depend on
+the seed and the chunk, never on the thread: a one-thread run is bit-for-bit
+reproducible.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
                   item_adam_m, item_adam_v, item_adam_t,
                   states,
                   adam_alpha, loss_code, neg_code, n_user_cols,
-                  n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2, epsilon):
+                  n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2, epsilon,
+                  loss_sum, n_trained, n_skipped, n_refused):
     """Train on the chunks ``chunk_bounds`` of an epoch, one after the other.
 
     The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
@@ -89,12 +91,6 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
         UPDATE_NEGATIVE`` bits (the others are read only).
     lr, reg, beta_1, beta_2, epsilon : float32
 
-    Modifies
-    --------
-    The factors, the optimiser state and ``states``.
-
-    Returns
-    -------
     loss_sum : ndarray of float64, shape (n_chunks,)
     n_trained : ndarray of int64, shape (n_chunks,)
     n_skipped : ndarray of int64, shape (n_chunks,)
@@ -102,14 +98,15 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     n_refused : ndarray of int64, shape (n_chunks,)
         Samples with a non-finite loss or a row step refused because it would
         have made a factor non-finite (divergence): the factors stay finite.
+        Outputs: per-chunk totals, written in place.
+
+    Modifies
+    --------
+    The factors, the optimiser state, ``states`` and the four totals.
     """
     n_chunks = chunk_bounds.shape[0] - 1
     n_items = item_factors.shape[0]
     n_cols = item_factors.shape[1]
-    loss_sum = np.zeros(n_chunks, np.float64)
-    n_trained = np.zeros(n_chunks, np.int64)
-    n_skipped = np.zeros(n_chunks, np.int64)
-    n_refused = np.zeros(n_chunks, np.int64)
     weighted = weights.shape[0] > 0
     do_user = (update_mask & UPDATE_USER) != 0
     do_pos = (update_mask & UPDATE_POSITIVE) != 0
@@ -137,7 +134,6 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
             n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
             grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
             cand, cand_next, lr, reg, beta_1, beta_2, epsilon)
-    return loss_sum, n_trained, n_skipped, n_refused
 
 
 def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
