@@ -7,8 +7,8 @@ Usage::
 
 Sections: bench/quality.py (quality-*.json), bench/movielens.py
 (movielens-fast/keras-*.json), bench/peers.py (peers-*.json),
-bench/throughput.py, bench/roofline.py, bench/evaluation.py, bench/csv_memory.py
-and bench/compile.py.
+bench/gowalla.py (gowalla-*.json), bench/throughput.py, bench/roofline.py,
+bench/evaluation.py, bench/csv_memory.py and bench/compile.py.
 
 Each section names the command that produced it; figures are copied from the
 JSON files, never typed by hand.
@@ -140,6 +140,18 @@ def quality_section():
             f"From {path.name}:", "", bench_module("quality").markdown(d).strip(), ""]
 
 
+def gowalla_section():
+    """bench/gowalla.py's tables; the record names its own command, machine and load."""
+    path, d = newest("gowalla")
+    if not d:
+        return []
+    return ["## Gowalla: the NGCF / LightGCN protocol, time to quality", "",
+            f"From {path.name}; the plot of Recall@20 against training seconds is drawn by "
+            "the same run to bench/results/gowalla.png (not committed; `python "
+            f"bench/gowalla.py --plot-from bench/results/{path.name}` redraws it).", "",
+            bench_module("gowalla").markdown(d).strip(), ""]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stdout", action="store_true")
@@ -151,6 +163,7 @@ def main():
              "one run, not absolute figures across runs.", ""]
     lines += machine_section(peers)
     lines += quality_section()
+    lines += gowalla_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
     for number, speed_path in enumerate(sorted(RESULTS.glob("speed-*.json")), start=1):
