@@ -88,10 +88,10 @@ implicit's 0.01 / 0.01 (the same SGD update).
 
 ``curve`` and ``rank`` (bench/gowalla.py, time to quality): ``curve`` trains one
 recipe epoch by epoch (:func:`worker_curve`) and saves the factors after the
-job's ``points`` checkpoint epochs (:func:`checkpoint_epochs`) with the cumulative training seconds; ``rank``
-(ours-python) scores those files with ``metrics.evaluate(pair, test, train,
-metrics=...)`` and deletes them. ``prepare`` also builds ``gowalla``
-(``load_gowalla()``, the published split).
+job's ``points`` checkpoint epochs (:func:`checkpoint_epochs`) with the
+cumulative training seconds; ``rank`` (ours-python) scores those files with
+``metrics.evaluate(pair, test, train, metrics=...)`` and deletes them.
+``prepare`` also builds ``gowalla`` (``load_gowalla()``, the published split).
 
 Driver side (any interpreter): :func:`run_worker` and :func:`prepare_data`.
 Each worker writes its JSON answer to the job's ``out`` file.
