@@ -343,14 +343,15 @@ def plot(record, png):
     shades = ("0.55", "0.4", "0.25", "0.1")
     for n, ((name, rec, _), color) in enumerate(zip(record["published"], shades)):
         ax.axhline(rec, color=color, ls="--", lw=1)
-        # Labels alternate right (above the line) and left (below): LightGCN and SimpleX
-        # lie 0.004 apart.
-        right = n % 2 == 1
+        # SimpleX on the right above its line, the others on the left below theirs
+        # (LightGCN and SimpleX lie 0.004 apart; the curves end high on the right).
+        right = n == len(record["published"]) - 1
         ax.annotate(f"published: {name.split(' (')[0]} {rec:.4f}",
                     xy=(0.995 if right else 0.005, rec), xycoords=("axes fraction", "data"),
                     xytext=(0, 2 if right else -2), textcoords="offset points",
                     ha="right" if right else "left", va="bottom" if right else "top",
-                    fontsize=8, color=color)
+                    fontsize=8, color=color,
+                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
     ax.set_xscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}")
     ax.xaxis.set_major_formatter(plain)
