@@ -86,6 +86,13 @@ defaults (bpr-numba: the optimiser's, implicit 0.01, LightFM 0.05), except
 cornac: its default 0.001 is far too small for 10 epochs, so it gets
 implicit's 0.01 / 0.01 (the same SGD update).
 
+``curve`` and ``rank`` (bench/gowalla.py, time to quality): ``curve`` trains one
+recipe epoch by epoch (:func:`worker_curve`) and saves the factors after the
+job's ``points`` checkpoint epochs (:func:`checkpoint_epochs`) with the
+cumulative training seconds; ``rank`` (ours-python) scores those files with
+``metrics.evaluate(pair, test, train, metrics=...)`` and deletes them.
+``prepare`` also builds ``gowalla`` (``load_gowalla()``, the published split).
+
 Driver side (any interpreter): :func:`run_worker` and :func:`prepare_data`.
 Each worker writes its JSON answer to the job's ``out`` file.
 """
@@ -105,7 +112,7 @@ from _common import REPO, log, maxrss_bytes, versions  # noqa: E402
 HERE = Path(__file__).resolve()
 SEED = 0
 TEST_FRACTION = 0.2
-ROLES = ("prepare", "train", "evaluate")
+ROLES = ("prepare", "train", "evaluate", "curve", "rank")
 LIBRARIES = ("bpr-numba", "implicit", "lightfm", "cornac")
 
 # bpr-numba configurations: label -> BPR keyword arguments (besides factors,
@@ -189,7 +196,8 @@ def prepare_data(python, data_dir, request):
 # ------------------------------------------------------------------ worker side
 def worker_main(role, job):
     answer = {"prepare": worker_prepare, "train": worker_train,
-              "evaluate": worker_evaluate}[role](job)
+              "evaluate": worker_evaluate, "curve": worker_curve,
+              "rank": worker_rank}[role](job)
     answer["peak_rss_mb"] = maxrss_bytes() / 2**20
     Path(job["out"]).write_text(json.dumps(answer))
     return 0
@@ -216,7 +224,13 @@ def worker_prepare(job):
     import scipy.sparse as sp
 
     start = time.perf_counter()
-    if job["dataset"] == "ml-100k":
+    if job["dataset"] == "gowalla":
+        from bpr_numba import load_gowalla
+
+        train, test = load_gowalla()
+        description = "Gowalla, the NGCF / LightGCN split (load_gowalla: train.txt, test.txt)"
+        generation = {"files": "train.txt, test.txt", "split": "as published"}
+    elif job["dataset"] == "ml-100k":
         from bpr_numba import load_movielens
 
         train, test = (m.tocsr() for m in load_movielens("100k", "ua", min_rating=4))
@@ -607,12 +621,187 @@ def worker_evaluate(job):
     return {"scores": scores, "popularity": popularity, "users_scored": int(n_scored)}
 
 
+def checkpoint_epochs(epochs, points):
+    """Epoch 1, then ``points - 1`` evenly spaced epochs ending at ``epochs`` (sorted)."""
+    marks = {1, epochs} | {max(1, round(epochs * k / max(points - 1, 1)))
+                           for k in range(1, points)}
+    return sorted(m for m in marks if 1 <= m <= epochs)
+
+
+def worker_curve(job):
+    """Train one recipe epoch by epoch; save the factors at :func:`checkpoint_epochs`.
+
+    ``library``: "bpr-numba" (``BPR`` or ``BPR.preset(params["preset"])`` with
+    ``factors``, ``random_state=0``, ``num_threads``; ``fit`` of one epoch, then
+    ``fit_partial(train, epochs=1)``), "implicit" (its defaults but factors,
+    seed and threads; one ``fit`` of ``epochs`` iterations, the factors saved
+    from its callback: repeated 1-iteration fits would re-seed its RNGs),
+    "lightfm" (``fit_partial(coo, epochs=1)`` per epoch) or "popularity".
+    Seconds are training calls only (perf_counter around fit/fit_partial;
+    implicit: the per-iteration ``elapsed`` its callback gets), after a warm-up
+    fit on a tiny matrix; saving the factors is outside them. ``epochs`` None:
+    the recipe's own (bpr-numba) count.
+    """
+    import numpy as np
+
+    (train,) = load_data(job["data_dir"], ("train",))
+    library, params, threads = job["library"], dict(job["params"]), job["threads"]
+    marks = set()  # filled once the recipe's epoch count is known
+    points, cumulative = [], [0.0]
+    out_dir = Path(job["factors_dir"])
+
+    def save(epoch, user_factors, item_factors, extra=None):
+        path = out_dir / f"epoch{epoch}.npz"
+        np.savez(path, user_factors=np.ascontiguousarray(user_factors, dtype=np.float32),
+                 item_factors=np.ascontiguousarray(item_factors, dtype=np.float32))
+        points.append(dict(extra or {}, epoch=epoch, train_seconds=cumulative[0],
+                           factors_file=str(path)))
+
+    info = {}
+    if library == "bpr-numba":
+        from bpr_numba import BPR
+
+        preset = params.pop("preset", None)
+        kwargs = dict({"factors": job["factors"], "random_state": SEED}, **params,
+                      num_threads=threads)
+        model = BPR.preset(preset, **kwargs) if preset else BPR(**kwargs)
+        epochs = job.get("epochs") or model.epochs
+        marks.update(checkpoint_epochs(epochs, job["points"]))
+        info["params"] = {k: v for k, v in model.get_params().items()}
+        info["params"]["epochs"] = epochs
+        warm = BPR(**dict(info["params"], epochs=1))
+        start = time.perf_counter()
+        warm.fit(tiny_matrix(), show_progress=False)
+        info["warmup_s"] = time.perf_counter() - start
+        model.set_params(epochs=1)
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            if epoch == 1:
+                model.fit(train, show_progress=False)
+            else:
+                model.fit_partial(train, epochs=1)
+            cumulative[0] += time.perf_counter() - start
+            if epoch in marks or epoch == epochs:
+                save(epoch, model.user_factors, model.item_factors,
+                     {"loss": model.history_[-1].get("loss")})
+        info["epoch_seconds"] = [h["seconds"] for h in model.history_]
+        info["bpr_numba_file"] = sys.modules["bpr_numba"].__file__
+    elif library == "implicit":
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        kwargs = dict({"factors": job["factors"], "random_state": SEED}, **params,
+                      num_threads=threads)
+        epochs = job.get("epochs") or 100
+        marks.update(checkpoint_epochs(epochs, job["points"]))
+        model = BayesianPersonalizedRanking(**dict(kwargs, iterations=epochs))
+        info["params"] = dict(kwargs, iterations=epochs, learning_rate=model.learning_rate,
+                              regularization=model.regularization)
+        start = time.perf_counter()
+        BayesianPersonalizedRanking(**dict(kwargs, iterations=2)).fit(tiny_matrix(),
+                                                                        show_progress=False)
+        info["warmup_s"] = time.perf_counter() - start
+        elapsed = []
+
+        def callback(epoch, seconds, correct, skipped):
+            elapsed.append(seconds)
+            cumulative[0] += seconds
+            if epoch + 1 in marks or epoch + 1 == epochs:
+                save(epoch + 1, model.user_factors, model.item_factors,
+                     {"skipped_share": int(skipped) / train.nnz})
+
+        start = time.perf_counter()
+        model.fit(train, show_progress=False, callback=callback)
+        info["fit_wall_s"] = time.perf_counter() - start
+        info["epoch_seconds"] = elapsed
+        # The callback's arrays are the model's own (trained in place): the last save
+        # must equal the fitted factors.
+        with np.load(points[-1]["factors_file"]) as f:
+            info["last_checkpoint_is_final"] = bool(
+                np.array_equal(f["item_factors"], np.asarray(model.item_factors)))
+    elif library == "lightfm":
+        from lightfm import LightFM
+
+        kwargs = dict({"no_components": job["factors"], "random_state": SEED}, **params)
+        epochs = job.get("epochs") or 30
+        marks.update(checkpoint_epochs(epochs, job["points"]))
+        model = LightFM(**kwargs)
+        info["params"] = dict(kwargs, learning_rate=model.learning_rate, epochs=epochs,
+                              num_threads=threads)
+        start = time.perf_counter()
+        LightFM(**kwargs).fit_partial(tiny_matrix().tocoo(), epochs=2, num_threads=threads)
+        info["warmup_s"] = time.perf_counter() - start
+        coo = train.tocoo()  # LightFM's input format, converted once (untimed)
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            model.fit_partial(coo, epochs=1, num_threads=threads)
+            cumulative[0] += time.perf_counter() - start
+            if epoch in marks or epoch == epochs:
+                item_biases, item_emb = model.get_item_representations()
+                _, user_emb = model.get_user_representations()
+                ones = np.ones((user_emb.shape[0], 1), dtype=np.float32)
+                save(epoch, np.hstack([user_emb.astype(np.float32), ones]),
+                     np.hstack([item_emb.astype(np.float32),
+                                item_biases.astype(np.float32)[:, None]]))
+    elif library == "popularity":
+        from bpr_numba.baselines import Popularity
+
+        epochs = 0
+        start = time.perf_counter()
+        model = Popularity(**params).fit(train)
+        cumulative[0] = time.perf_counter() - start
+        info["params"] = params
+        save(0, model.user_factors, model.item_factors)
+    else:
+        raise ValueError(f"unknown library {library!r}")
+    distribution = {"bpr-numba": "bpr_numba", "popularity": "bpr_numba"}.get(library, library)
+    info["versions"] = dict(versions(distribution, "numpy", "scipy", "numba"),
+                            python=sys.version.split()[0])
+    return dict(info, epochs=epochs, points=points, train_seconds=cumulative[0])
+
+
+def worker_rank(job):
+    """``metrics.evaluate(pair, test, train, metrics=job["metrics"])`` of each factor file
+    (ours-python), deleting the file after; ``eval_users`` > 0 scores a seeded subsample."""
+    import numpy as np
+
+    from bpr_numba.metrics import evaluate
+
+    train, test = load_data(job["data_dir"])
+    users = np.flatnonzero(np.diff(test.indptr))
+    if job.get("eval_users") and users.size > job["eval_users"]:
+        users = np.sort(np.random.default_rng(SEED).choice(users, job["eval_users"],
+                                                           replace=False))
+        train, test = train[users], test[users]
+    else:
+        users = None
+    scores = []
+    for path in job["factors"]:
+        with np.load(path) as f:
+            user_factors, item_factors = f["user_factors"], f["item_factors"]
+        if users is not None:
+            user_factors = user_factors[users]
+        pair = (np.ascontiguousarray(user_factors, dtype=np.float32),
+                np.ascontiguousarray(item_factors, dtype=np.float32))
+        start = time.perf_counter()
+        try:
+            score = {k: float(v) for k, v in evaluate(pair, test, train,
+                                                       metrics=job["metrics"]).items()}
+        except ValueError as exc:  # e.g. non-finite factors
+            score = {"eval_error": str(exc)}
+        score["eval_seconds"] = time.perf_counter() - start
+        scores.append(score)
+        if not job.get("keep"):
+            Path(path).unlink(missing_ok=True)
+    return {"scores": scores, "users_scored": int(np.count_nonzero(np.diff(test.indptr)))}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] not in ROLES:
         asked = bool(argv) and argv[0] in ("-h", "--help")
         print(__doc__.split("\n")[0] + f"\n\nusage: python bench/_workers.py {{{','.join(ROLES)}}} "
-              "JOB.json\n(run by bench/peers.py and bench/quality.py, not by hand)",
+              "JOB.json\n(run by bench/peers.py, bench/quality.py and bench/gowalla.py, "
+              "not by hand)",
               file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
     return worker_main(argv[0], json.loads(Path(argv[1]).read_text()))
