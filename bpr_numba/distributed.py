@@ -25,6 +25,7 @@ Requires ``pip install 'bpr-numba[dask]'``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import math
@@ -175,8 +176,11 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         scatter = "item_factors" if type(model) is BPR else "model"
     if scatter == "model":
         source, user_factors = model, None
+        if "num_threads" in model.get_params():  # one kernel thread per Dask worker thread
+            source = copy.copy(model).set_params(num_threads=1)
     else:
-        source, user_factors = (model.get_params(), model.item_factors), model.user_factors
+        params = {**model.get_params(), "num_threads": 1}
+        source, user_factors = (params, model.item_factors), model.user_factors
     options = dict(N=N, filter_already_liked_items=bool(filter_already_liked_items),
                    filter_items=filter_items, items=items)
     # Every argument the model checks, checked once here on the first user.
