@@ -176,7 +176,9 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         scatter = "item_factors" if type(model) is BPR else "model"
     if scatter == "model":
         source, user_factors = model, None
-        if "num_threads" in model.get_params():  # one kernel thread per Dask worker thread
+        get_params = getattr(model, "get_params", None)
+        if callable(get_params) and "num_threads" in get_params():
+            # One kernel thread per Dask worker thread.
             source = copy.copy(model).set_params(num_threads=1)
     else:
         params = {**model.get_params(), "num_threads": 1}
