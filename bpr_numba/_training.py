@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 
 from . import _validation as v
 from ._kernels.dense_adam import dense_adam_batches
-from ._kernels.hogwild import TRAIN_CHUNKS, UPDATE_ALL
+from ._kernels.hogwild import (TRAIN_CHUNKS, UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE,
+                               UPDATE_USER)
 from ._kernels.losses import LOSSES
 from ._kernels.optim import OPTIMIZERS
-from ._kernels.sampling import NEGATIVES
+from ._kernels.sampling import NEG_UNSEEN, NEGATIVES
 from ._runtime import parallel_ranges, threads
 from ._scoring import evaluate_factors, mean_over_users, metric_codes
 
@@ -316,14 +317,26 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     if out is None:
         out = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
                np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+    n_items, n_cols = item_factors.shape
+    users = user_order[chunk_bounds[0]:chunk_bounds[-1]]
+    max_row = int((indptr[users + 1] - indptr[users]).max(initial=0))
+    flags = (bool(update_mask & UPDATE_USER), bool(update_mask & UPDATE_POSITIVE),
+             bool(update_mask & UPDATE_NEGATIVE), weights.shape[0] > 0)
 
     def call(first, end):
-        kernel(indptr, indices, weights, user_order, chunk_bounds[first:end + 1],
-               user_factors, item_factors, user_sum_sq, item_sum_sq,
-               user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v,
-               item_adam_t, states[first:end], adam_alpha, loss_code, neg_code,
-               n_user_cols, n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2,
-               epsilon, *(total[first:end] for total in out))
+        # Scratch of this range's thread (the kernel allocates nothing).
+        scratch = (np.empty(n_cols, np.float32), np.empty(n_cols, np.float32),
+                   np.empty(n_cols, np.float32), np.empty((3, n_cols), np.float32),
+                   np.empty(max_row, np.int64),
+                   np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64),
+                   np.empty(pool_size, np.int64), np.empty(pool_size, np.float32),
+                   np.empty(n_candidates, np.int64), np.empty(n_candidates, np.int64))
+        for c in range(first, end):
+            kernel(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
+                   item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
+                   user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
+                   loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
+                   lr, reg, beta_1, beta_2, epsilon, *out)
 
     parallel_ranges(call, n_chunks, num_threads)
     return out

@@ -32,23 +32,28 @@ UPDATE_NEGATIVE = 4
 UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 
 
-def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
-                  user_factors, item_factors,
-                  user_sum_sq, item_sum_sq,
-                  user_adam_m, user_adam_v, user_adam_t,
-                  item_adam_m, item_adam_v, item_adam_t,
-                  states,
-                  adam_alpha, loss_code, neg_code, n_user_cols,
-                  n_candidates, pool_size, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                  loss_sum, n_trained, n_skipped, n_refused):
-    """Train on the chunks ``chunk_bounds`` of an epoch, one after the other.
+def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
+                 item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                 item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
+                 n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
+                 grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
+                 cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
+                 loss_sum, n_trained, n_skipped, n_refused):
+    """Train chunk ``c`` of an epoch: users ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
 
     The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
     row update (``optim.ROW_UPDATES``). It releases the GIL, so the caller
-    runs disjoint chunk ranges on several threads at once, without locks: two
+    runs disjoint chunks on several threads at once, without locks: two
     threads may update the same item row at once, and one of the updates may
     be partly lost (Hogwild, Niu et al. 2011); with one thread there is no
-    race and the result is reproducible.
+    race and the result is reproducible. Called once per chunk from Python
+    (``_training.train_epoch_chunks``): a compiled loop over the chunks cost
+    two seconds more to compile and nothing measurable at run time.
+
+    It is compiled without reference counting (``_nrt=False``: numba's
+    atomic incref/decref around every inlined helper's array arguments made
+    the sample loop 2-4x slower), so it allocates nothing: the scratch rows
+    come from the caller.
 
     Parameters
     ----------
@@ -61,7 +66,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     user_order : ndarray of int64, shape (n_order,)
         Users in the order of this epoch.
     chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
-        Chunk ``c`` trains users ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
+    c : int
+        The chunk to train.
     user_factors, item_factors : ndarray of float32, shape (n, f)
     user_sum_sq, item_sum_sq : ndarray of float32
         Adagrad sums of squares (same shapes as the factors, or (0, 0)).
@@ -86,9 +92,6 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
         positive's candidates are ``n_candidates`` entries of that pool
         (drawn with replacement): one dot product per pool entry and user
         instead of one per candidate and positive.
-    update_mask : int
-        Rows updated per sample: ``UPDATE_USER | UPDATE_POSITIVE |
-        UPDATE_NEGATIVE`` bits (the others are read only).
     lr, reg, beta_1, beta_2, epsilon : float32
 
     loss_sum : ndarray of float64, shape (n_chunks,)
@@ -103,49 +106,17 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds,
     Modifies
     --------
     The factors, the optimiser state, ``states`` and the four totals.
-    """
-    n_chunks = chunk_bounds.shape[0] - 1
-    n_items = item_factors.shape[0]
-    n_cols = item_factors.shape[1]
-    weighted = weights.shape[0] > 0
-    do_user = (update_mask & UPDATE_USER) != 0
-    do_pos = (update_mask & UPDATE_POSITIVE) != 0
-    do_neg = (update_mask & UPDATE_NEGATIVE) != 0
-    max_row = np.int64(0)
-    for k in range(chunk_bounds[0], chunk_bounds[n_chunks]):
-        u = user_order[k]
-        max_row = max(max_row, indptr[u + 1] - indptr[u])
-    # Scratch rows, shared by the chunks of this call (they run one after the other).
-    grad_u = np.empty(n_cols, np.float32)
-    grad_i = np.empty(n_cols, np.float32)
-    grad_j = np.empty(n_cols, np.float32)
-    scratch = np.empty((3, n_cols), np.float32)
-    order = np.empty(max_row, np.int64)
-    seen = np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64)
-    pool_items = np.empty(pool_size, np.int64)
-    pool_scores = np.empty(pool_size, np.float32)
-    cand = np.empty(n_candidates, np.int64)
-    cand_next = np.empty(n_candidates, np.int64)
-    for c in range(n_chunks):
-        loss_sum[c], n_trained[c], n_skipped[c], n_refused[c] = train_chunk(  # noqa: F821
-            indptr, indices, weights, user_order, chunk_bounds, c, user_factors, item_factors,
-            user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-            item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
-            n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
-            grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
-            cand, cand_next, lr, reg, beta_1, beta_2, epsilon)
-
-
-def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
-                 item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                 item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
-                 n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
-                 grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
-                 cand, cand_next, lr, reg, beta_1, beta_2, epsilon):
-    """Chunk ``c`` of :func:`_train_chunks`; returns its (loss, trained, skipped, refused).
-
-    A function of its own (not inlined) so that LLVM optimises the sample
-    loop on its own: inlined into the chunk loop it ran 3-4x slower.
+    do_user, do_pos, do_neg : bool
+        The rows a sample moves (from ``update_mask``: fold-in moves one side).
+    weighted : bool
+        Whether ``weights`` is used.
+    grad_u, grad_i, grad_j : ndarray of float32, shape (f,)
+    scratch : ndarray of float32, shape (3, f)
+    order : ndarray of int64, shape (>= longest row,)
+    seen : ndarray of uint64, shape (ceil(n_items / 64),) or (0,) unless "unseen"
+    pool_items, pool_scores : ndarray of int64 / float32, shape (pool_size,)
+    cand, cand_next : ndarray of int64, shape (n_candidates,)
+        Scratch, overwritten.
     """
     n_items = item_factors.shape[0]
     n_cols = item_factors.shape[1]
@@ -251,7 +222,10 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
         if neg_code == NEG_UNSEEN:
             mark_row(seen, indices, start, start + n_pos, False)
     states[c] = state
-    return chunk_loss, chunk_trained, chunk_skipped, chunk_refused
+    loss_sum[c] = chunk_loss
+    n_trained[c] = chunk_trained
+    n_skipped[c] = chunk_skipped
+    n_refused[c] = chunk_refused
 
 
 @njit(cache=True, inline="always")
@@ -271,10 +245,9 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
 
 
 def _compiled(name, row_update):
-    chunk = njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
-                 pipeline_class=NoAliasCompiler)(
-        specialise(_train_chunk, f"{name}_chunk", row_update=row_update))
-    return njit(cache=True, nogil=True)(specialise(_train_chunks, name, train_chunk=chunk))
+    return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
+                pipeline_class=NoAliasCompiler)(
+        specialise(_train_chunk, name, row_update=row_update))
 
 
 #: The per-sample kernel of each optimiser code. Each is compiled (and cached)
