@@ -205,3 +205,27 @@ def test_quality_preset_does_not_lose_to_the_defaults(movielens):
         scores[name] = evaluate(model, test, train, metrics=("auc", "ndcg@10"))
     assert scores["quality"]["ndcg@10"] >= scores["fast"]["ndcg@10"]
     assert scores["quality"]["auc"] >= scores["fast"]["auc"] - 0.002
+
+
+def test_auto_candidates_scale_with_the_catalogue():
+    from bpr_numba._training import Recipe
+
+    recipe = Recipe.check(BPR(negative_candidates="auto").get_params())
+    assert [recipe.candidates_for(n) for n in (300, 1683, 8000, 40981, 10**6)] == \
+        [3, 3, 10, 50, 50]
+    assert Recipe.check(BPR(negative_candidates=7).get_params()).candidates_for(10**6) == 7
+    for bad, error in (("AUTO", ValueError), (True, TypeError), (0, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="negative_candidates"):
+            BPR(negative_candidates=bad).fit(_planted_blocks()[0])
+
+
+def test_negative_pool_trains_reproducibly_and_differently():
+    X, test = _planted_blocks()
+    pooled = [BPR(factors=8, epochs=3, negative_pool=16, num_threads=1, random_state=2).fit(X)
+              for _ in range(2)]
+    fresh = BPR(factors=8, epochs=3, num_threads=1, random_state=2).fit(X)
+    np.testing.assert_array_equal(pooled[0].item_factors, pooled[1].item_factors)
+    assert not np.array_equal(pooled[0].item_factors, fresh.item_factors)
+    assert _auc(pooled[0], test, X) > 0.9
+    with pytest.raises(ValueError, match="negative_pool"):
+        BPR.keras_compatible(negative_pool=4).fit(X)
