@@ -99,7 +99,9 @@ def _stable_argsort(keys):
     implementation takes numba seconds to compile; O(n log n), n int64 scratch.
     """
     n = keys.shape[0]
-    order = np.arange(n)
+    order = np.empty(n, np.int64)
+    for k in range(n):
+        order[k] = k
     buffer = np.empty(n, np.int64)
     width = 1
     while width < n:
@@ -145,7 +147,9 @@ def _sort_positives(row, indices, start, stop):
         raw[a] = -row[indices[start + a]]
     # Stable sort of an id-ascending list by -score: ties keep id order.
     order = _stable_argsort(raw)
-    scores = np.full((n + _PAD - 1) // _PAD * _PAD, -np.inf, np.float32)
+    scores = np.empty((n + _PAD - 1) // _PAD * _PAD, np.float32)
+    for a in range(n, scores.shape[0]):
+        scores[a] = -np.inf
     ids = np.empty(n, np.int64)
     for a in range(n):
         b = order[a]
@@ -357,7 +361,9 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                     gt, eq = _count_row(row, full_s[t])
                     full_num += 2 * (n_neg_main - gt - eq) + eq
         else:
-            cnt = np.zeros(n_pos + 1, np.int64)
+            cnt = np.empty(n_pos + 1, np.int64)
+            for t in range(n_pos + 1):
+                cnt[t] = 0
             for j in range(n_items):
                 s = row[j]
                 if s != s:  # a test or train item
