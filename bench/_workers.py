@@ -571,6 +571,18 @@ class PopularityTrainer(OursTrainer):
                 "factors": (model.user_factors, model.item_factors)}
 
 
+
+def load_factor_pair(path, users=None):
+    """The float32 ``(user_factors, item_factors)`` a trainer saved (rows ``users`` only)."""
+    import numpy as np
+
+    with np.load(path) as f:
+        user_factors, item_factors = f["user_factors"], f["item_factors"]
+    if users is not None:
+        user_factors = user_factors[users]
+    return (np.ascontiguousarray(user_factors, dtype=np.float32),
+            np.ascontiguousarray(item_factors, dtype=np.float32))
+
 def worker_evaluate(job):
     """full_auc and auc_score of each saved factor pair (ours-python, bpr_numba.metrics)."""
     import numpy as np
@@ -601,12 +613,7 @@ def worker_evaluate(job):
         if not path or not Path(path).exists():
             scores.append({})
             continue
-        with np.load(path) as f:
-            user_factors, item_factors = f["user_factors"], f["item_factors"]
-        if users is not None:
-            user_factors = user_factors[users]
-        pair = (np.ascontiguousarray(user_factors, dtype=np.float32),
-                np.ascontiguousarray(item_factors, dtype=np.float32))
+        pair = load_factor_pair(path, users)
         try:
             if job.get("metrics"):  # bench/quality.py: full_auc without train, the rest with it
                 score = {"full_auc": float(full_auc(pair, test))}
@@ -776,12 +783,7 @@ def worker_rank(job):
         users = None
     scores = []
     for path in job["factors"]:
-        with np.load(path) as f:
-            user_factors, item_factors = f["user_factors"], f["item_factors"]
-        if users is not None:
-            user_factors = user_factors[users]
-        pair = (np.ascontiguousarray(user_factors, dtype=np.float32),
-                np.ascontiguousarray(item_factors, dtype=np.float32))
+        pair = load_factor_pair(path, users)
         start = time.perf_counter()
         try:
             score = {k: float(v) for k, v in evaluate(pair, test, train,
