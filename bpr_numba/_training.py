@@ -331,12 +331,11 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                    np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64),
                    np.empty(pool_size, np.int64), np.empty(pool_size, np.float32),
                    np.empty(n_candidates, np.int64), np.empty(n_candidates, np.int64))
-        for c in range(first, end):
-            kernel(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
-                   item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
-                   user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
-                   loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
-                   lr, reg, beta_1, beta_2, epsilon, *out)
+        kernel(indptr, indices, weights, user_order, chunk_bounds, first, end, user_factors,
+               item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
+               user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
+               loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
+               lr, reg, beta_1, beta_2, epsilon, *out)
 
     parallel_ranges(call, n_chunks, num_threads)
     return out

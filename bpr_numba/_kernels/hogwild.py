@@ -32,23 +32,26 @@ UPDATE_NEGATIVE = 4
 UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 
 
-def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_factors,
+def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, user_factors,
                  item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
                  item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
                  n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
                  loss_sum, n_trained, n_skipped, n_refused):
-    """Train chunk ``c`` of an epoch: users ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
+    """Train chunks ``first`` to ``end - 1`` of an epoch, chunk ``c`` being the users
+    ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
 
     The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
     row update (``optim.ROW_UPDATES``). It releases the GIL, so the caller
     runs disjoint chunks on several threads at once, without locks: two
     threads may update the same item row at once, and one of the updates may
     be partly lost (Hogwild, Niu et al. 2011); with one thread there is no
-    race and the result is reproducible. Called once per chunk from Python
-    (``_training.train_epoch_chunks``): a compiled loop over the chunks cost
-    two seconds more to compile and nothing measurable at run time.
+    race and the result is reproducible. Each call covers a range of chunks
+    (``_training.train_epoch_chunks`` hands each thread a few ranges), so the
+    Python dispatch of its ~45 arguments (about 30 us) is paid a few times
+    per epoch rather than once per chunk: that dispatch was most of an epoch
+    on small data (MovieLens 100k: 256 calls, 10 ms of a 17 ms epoch).
 
     It is compiled without reference counting (``_nrt=False``: numba's
     atomic incref/decref around every inlined helper's array arguments made
@@ -66,8 +69,8 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
     user_order : ndarray of int64, shape (n_order,)
         Users in the order of this epoch.
     chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
-    c : int
-        The chunk to train.
+    first, end : int
+        The chunks to train, ``first <= c < end``.
     user_factors, item_factors : ndarray of float32, shape (n, f)
     user_sum_sq, item_sum_sq : ndarray of float32
         Adagrad sums of squares (same shapes as the factors, or (0, 0)).
@@ -120,112 +123,113 @@ def _train_chunk(indptr, indices, weights, user_order, chunk_bounds, c, user_fac
     """
     n_items = item_factors.shape[0]
     n_cols = item_factors.shape[1]
-    state = states[c]
-    chunk_loss = 0.0
-    chunk_trained = 0
-    chunk_skipped = 0
-    chunk_refused = 0
-    for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
-        u = user_order[k]
-        start = indptr[u]
-        n_pos = indptr[u + 1] - start
-        if neg_code == NEG_UNSEEN:
-            mark_row(seen, indices, start, start + n_pos, True)
-        for a in range(n_pos):
-            order[a] = start + a
-        for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
-            state, b = next_below(state, a + 1)
-            tmp = order[a]
-            order[a] = order[b]
-            order[b] = tmp
-        n_pool = pool_items.shape[0]
-        if n_pool:
-            # The user's candidate pool, drawn and scored once for all its positives.
-            for q in range(pool_items.shape[0]):
-                state, jq = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-                if jq < 0:
-                    n_pool = 0
-                    break
-                pool_items[q] = jq
-                pool_scores[q] = dot(user_factors, u, item_factors, jq)
-        n_next = 0
-        if n_pos and not pool_items.shape[0]:
-            state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code,
-                                             n_candidates, cand_next)
-        for a in range(n_pos):
-            i = indices[order[a]]
-            w = weights[order[a]] if weighted else np.float32(1.0)
-            if pool_items.shape[0]:
-                if n_pool == 0:
-                    chunk_skipped += 1
-                    continue
-                # The best scored of n_candidates pool entries (scores from the
-                # pool's draw), then the chosen negative's current score.
-                state, q = next_below(state, n_pool)
-                for _c in range(n_candidates - 1):
-                    state, q2 = next_below(state, n_pool)
-                    if pool_scores[q2] > pool_scores[q]:
-                        q = q2
-                j = pool_items[q]
-                best = dot(user_factors, u, item_factors, j)
-            else:
-                # This positive's candidates were drawn one step ahead (the same
-                # draws in the same order: draws never depend on the factors);
-                # draw the next positive's now and prefetch their rows, so those
-                # reads overlap this sample's arithmetic.
-                n_cur = n_next
-                for t in range(n_cur):
-                    cand[t] = cand_next[t]
-                if a + 1 < n_pos:
-                    state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items,
-                                                     neg_code, n_candidates, cand_next)
-                    prefetch_row(item_factors, indices[order[a + 1]])
-                    for t in range(n_next):
-                        prefetch_row(item_factors, cand_next[t])
-                if n_cur == 0:
-                    chunk_skipped += 1
-                    continue
-                j = cand[0]
-                best = dot(user_factors, u, item_factors, j)
-                for t in range(1, n_cur):
-                    s2 = dot(user_factors, u, item_factors, cand[t])
-                    if s2 > best:
-                        best = s2
-                        j = cand[t]
-            x = dot(user_factors, u, item_factors, i) - best
-            value, dx = loss_and_grad(loss_code, np.float64(x))
-            chunk_loss += w * value
-            chunk_trained += 1
-            if i == j:
-                continue  # x is 0 and the data gradients cancel: nothing to learn
-            g = np.float32(dx) * w
-            for f in range(n_cols):
-                uf = user_factors[u, f]
-                grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
-                grad_i[f] = g * uf + reg * item_factors[i, f]
-                grad_j[f] = reg * item_factors[j, f] - g * uf
-            ok = True
-            if do_user:
-                ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
-                                 user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                 adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-            if do_pos:
-                ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
-                                 item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                 adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-            if do_neg:
-                ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
-                                 item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                 adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-            if not ok or not np.isfinite(value):
-                chunk_refused += 1
-        if neg_code == NEG_UNSEEN:
-            mark_row(seen, indices, start, start + n_pos, False)
-    states[c] = state
-    loss_sum[c] = chunk_loss
-    n_trained[c] = chunk_trained
-    n_skipped[c] = chunk_skipped
-    n_refused[c] = chunk_refused
+    for c in range(first, end):
+        state = states[c]
+        chunk_loss = 0.0
+        chunk_trained = 0
+        chunk_skipped = 0
+        chunk_refused = 0
+        for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
+            u = user_order[k]
+            start = indptr[u]
+            n_pos = indptr[u + 1] - start
+            if neg_code == NEG_UNSEEN:
+                mark_row(seen, indices, start, start + n_pos, True)
+            for a in range(n_pos):
+                order[a] = start + a
+            for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
+                state, b = next_below(state, a + 1)
+                tmp = order[a]
+                order[a] = order[b]
+                order[b] = tmp
+            n_pool = pool_items.shape[0]
+            if n_pool:
+                # The user's candidate pool, drawn and scored once for all its positives.
+                for q in range(pool_items.shape[0]):
+                    state, jq = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                    if jq < 0:
+                        n_pool = 0
+                        break
+                    pool_items[q] = jq
+                    pool_scores[q] = dot(user_factors, u, item_factors, jq)
+            n_next = 0
+            if n_pos and not pool_items.shape[0]:
+                state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code,
+                                                 n_candidates, cand_next)
+            for a in range(n_pos):
+                i = indices[order[a]]
+                w = weights[order[a]] if weighted else np.float32(1.0)
+                if pool_items.shape[0]:
+                    if n_pool == 0:
+                        chunk_skipped += 1
+                        continue
+                    # The best scored of n_candidates pool entries (scores from the
+                    # pool's draw), then the chosen negative's current score.
+                    state, q = next_below(state, n_pool)
+                    for _c in range(n_candidates - 1):
+                        state, q2 = next_below(state, n_pool)
+                        if pool_scores[q2] > pool_scores[q]:
+                            q = q2
+                    j = pool_items[q]
+                    best = dot(user_factors, u, item_factors, j)
+                else:
+                    # This positive's candidates were drawn one step ahead (the same
+                    # draws in the same order: draws never depend on the factors);
+                    # draw the next positive's now and prefetch their rows, so those
+                    # reads overlap this sample's arithmetic.
+                    n_cur = n_next
+                    for t in range(n_cur):
+                        cand[t] = cand_next[t]
+                    if a + 1 < n_pos:
+                        state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items,
+                                                         neg_code, n_candidates, cand_next)
+                        prefetch_row(item_factors, indices[order[a + 1]])
+                        for t in range(n_next):
+                            prefetch_row(item_factors, cand_next[t])
+                    if n_cur == 0:
+                        chunk_skipped += 1
+                        continue
+                    j = cand[0]
+                    best = dot(user_factors, u, item_factors, j)
+                    for t in range(1, n_cur):
+                        s2 = dot(user_factors, u, item_factors, cand[t])
+                        if s2 > best:
+                            best = s2
+                            j = cand[t]
+                x = dot(user_factors, u, item_factors, i) - best
+                value, dx = loss_and_grad(loss_code, np.float64(x))
+                chunk_loss += w * value
+                chunk_trained += 1
+                if i == j:
+                    continue  # x is 0 and the data gradients cancel: nothing to learn
+                g = np.float32(dx) * w
+                for f in range(n_cols):
+                    uf = user_factors[u, f]
+                    grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
+                    grad_i[f] = g * uf + reg * item_factors[i, f]
+                    grad_j[f] = reg * item_factors[j, f] - g * uf
+                ok = True
+                if do_user:
+                    ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
+                                     user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if do_pos:
+                    ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
+                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if do_neg:
+                    ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
+                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if not ok or not np.isfinite(value):
+                    chunk_refused += 1
+            if neg_code == NEG_UNSEEN:
+                mark_row(seen, indices, start, start + n_pos, False)
+        states[c] = state
+        loss_sum[c] = chunk_loss
+        n_trained[c] = chunk_trained
+        n_skipped[c] = chunk_skipped
+        n_refused[c] = chunk_refused
 
 
 @njit(cache=True, inline="always")
@@ -247,7 +251,7 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
 def _compiled(name, row_update):
     return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
                 pipeline_class=NoAliasCompiler)(
-        specialise(_train_chunk, name, row_update=row_update))
+        specialise(_train_chunks, name, row_update=row_update))
 
 
 #: The per-sample kernel of each optimiser code. Each is compiled (and cached)
