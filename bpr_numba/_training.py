@@ -300,7 +300,8 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        num_threads=0, pool_size=0, out=None):
     """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
 
-    The optimiser's kernel (``_kernels.hogwild.TRAIN_CHUNKS[opt_code]``) runs
+    The kernel of the optimiser and pool use
+    (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, pool_size > 0]``) runs
     on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
     so with one thread the result does not depend on how the chunks were cut.
     Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus
@@ -312,7 +313,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     -------
     loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
     """
-    kernel = TRAIN_CHUNKS[opt_code]
+    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0]
     n_chunks = states.shape[0]
     if out is None:
         out = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),

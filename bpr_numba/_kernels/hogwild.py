@@ -142,9 +142,10 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                 tmp = order[a]
                 order[a] = order[b]
                 order[b] = tmp
-            n_pool = pool_items.shape[0]
-            if n_pool:
+            n_pool = 0
+            if WITH_POOL:  # noqa: F821 (bound by specialise)
                 # The user's candidate pool, drawn and scored once for all its positives.
+                n_pool = pool_items.shape[0]
                 for q in range(pool_items.shape[0]):
                     state, jq = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
                     if jq < 0:
@@ -153,13 +154,29 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                     pool_items[q] = jq
                     pool_scores[q] = dot(user_factors, u, item_factors, jq)
             n_next = 0
-            if n_pos and not pool_items.shape[0]:
-                state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code,
-                                                 n_candidates, cand_next)
-            for a in range(n_pos):
+            n_cur = 0
+            # Step s trains positive s - 1. Without a pool, each positive's
+            # candidates are drawn one step ahead (the same draws in the same
+            # order: draws never depend on the factors) and their rows
+            # prefetched, so those reads overlap the previous sample's arithmetic.
+            for step in range(n_pos + 1):
+                a = step - 1
+                if not WITH_POOL:  # noqa: F821
+                    n_cur = n_next
+                    for t in range(n_cur):
+                        cand[t] = cand_next[t]
+                    if step < n_pos:
+                        state, n_next = _draw_candidates(state, indptr, indices, seen, u,
+                                                         n_items, neg_code, n_candidates,
+                                                         cand_next)
+                        prefetch_row(item_factors, indices[order[step]])
+                        for t in range(n_next):
+                            prefetch_row(item_factors, cand_next[t])
+                if a < 0:
+                    continue
                 i = indices[order[a]]
                 w = weights[order[a]] if weighted else np.float32(1.0)
-                if pool_items.shape[0]:
+                if WITH_POOL:  # noqa: F821
                     if n_pool == 0:
                         chunk_skipped += 1
                         continue
@@ -173,19 +190,6 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                     j = pool_items[q]
                     best = dot(user_factors, u, item_factors, j)
                 else:
-                    # This positive's candidates were drawn one step ahead (the same
-                    # draws in the same order: draws never depend on the factors);
-                    # draw the next positive's now and prefetch their rows, so those
-                    # reads overlap this sample's arithmetic.
-                    n_cur = n_next
-                    for t in range(n_cur):
-                        cand[t] = cand_next[t]
-                    if a + 1 < n_pos:
-                        state, n_next = _draw_candidates(state, indptr, indices, seen, u, n_items,
-                                                         neg_code, n_candidates, cand_next)
-                        prefetch_row(item_factors, indices[order[a + 1]])
-                        for t in range(n_next):
-                            prefetch_row(item_factors, cand_next[t])
                     if n_cur == 0:
                         chunk_skipped += 1
                         continue
@@ -238,25 +242,25 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
 
     The count is 0 (and nothing more is drawn) when the user has no negative.
     """
-    state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
-    if j < 0:
-        return state, 0
-    out[0] = j
-    for t in range(1, n_candidates):
+    for t in range(n_candidates):
         state, j = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+        if j < 0:  # only ever at t = 0: whether a user has a negative does not change
+            return state, 0
         out[t] = j
     return state, n_candidates
 
 
-def _compiled(name, row_update):
+def _compiled(name, row_update, with_pool):
     return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
                 pipeline_class=NoAliasCompiler)(
-        specialise(_train_chunks, name, row_update=row_update))
+        specialise(_train_chunks, name, row_update=row_update, WITH_POOL=with_pool))
 
 
 #: The per-sample kernel of each optimiser code. Each is compiled (and cached)
 #: on its first call only, so a run compiles the one it uses.
-TRAIN_CHUNKS = {code: _compiled(f"train_chunks_{name}", ROW_UPDATES[code])
+TRAIN_CHUNKS = {(code, with_pool): _compiled(f"train_chunks_{name}{'_pool' * with_pool}",
+                                             ROW_UPDATES[code], with_pool)
                 for code, name in ((OPT_SGD, "sgd"), (OPT_ADAGRAD, "adagrad"),
                                    (OPT_ADAGRAD_ROWWISE, "rowwise_adagrad"),
-                                   (OPT_ADAM, "adam"))}
+                                   (OPT_ADAM, "adam"))
+                for with_pool in (False, True)}
