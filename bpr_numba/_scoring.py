@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from ._kernels.ranking import MAX_PASSES, METRIC_CODES, evaluate_block
+from ._kernels.ranking import MAX_PASSES, METRIC_CODES, evaluate_block, scratch_for
 from ._kernels.topk import topk_block
 from ._runtime import parallel_ranges
 from ._validation import (as_factor_array, check_ids, check_interactions, check_nonneg_int,
@@ -259,8 +259,14 @@ def evaluate_scores(scores, user_ids, test_indptr, test_indices,
         np.ascontiguousarray(metric_ks, dtype=np.int64),
         int(max_passes),
         out,
+        _ranking_scratch(test_indptr, train_indptr),
     )
     return out
+
+
+def _ranking_scratch(test_indptr, train_indptr):
+    """Scratch of one ``evaluate_block`` call, sized by the longest test and train rows."""
+    return scratch_for(np.diff(test_indptr).max(initial=0), np.diff(train_indptr).max(initial=0))
 
 
 def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
@@ -296,6 +302,7 @@ def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
     if users.size == 0:
         return out
     step = chunk_rows(n_items) if chunk_users is None else int(chunk_users)
+    bounds = (np.diff(test_indptr).max(), np.diff(train_indptr).max(initial=0))
     item_t = item_factors.T
     block_out = np.empty((min(step, users.size), len(metric_codes)), np.float64)
     for start in range(0, users.size, step):
@@ -306,7 +313,8 @@ def evaluate_factors(user_factors, item_factors, test_indptr, test_indices,
 
         def rows(a, b, block=block, ids=ids, block_view=block_view):
             evaluate_block(block[a:b], ids[a:b], test_indptr, test_indices, train_indptr,
-                           train_indices, metric_codes, metric_ks, MAX_PASSES, block_view[a:b])
+                           train_indices, metric_codes, metric_ks, MAX_PASSES, block_view[a:b],
+                           scratch_for(*bounds))
 
         parallel_ranges(rows, ids.size, num_threads)
         out[ids] = block_view

@@ -91,18 +91,19 @@ LINEAR_COUNT_MAX = 64
 _PAD = 16
 
 
-@njit(cache=True)
-def _stable_argsort(keys):
-    """Indices that sort ``keys`` ascending, equal keys in index order (a merge sort).
+@njit(cache=True, _nrt=False)
+def _stable_argsort(keys, n, order, buffer):
+    """Write into ``order[:n]`` the indices that sort ``keys[:n]`` ascending, ties in index order.
 
-    Written out rather than ``np.argsort(kind="mergesort")``, whose generic
-    implementation takes numba seconds to compile; O(n log n), n int64 scratch.
+    A merge sort written out rather than ``np.argsort(kind="mergesort")``,
+    whose generic implementation takes numba seconds to compile; O(n log n).
+    ``buffer`` (int64, >= n) is scratch; nothing is allocated.
     """
-    n = keys.shape[0]
-    order = np.empty(n, np.int64)
     for k in range(n):
         order[k] = k
-    buffer = np.empty(n, np.int64)
+    src = order
+    dst = buffer
+    in_order = True  # whether src is ``order``
     width = 1
     while width < n:
         for lo in range(0, n, 2 * width):
@@ -112,50 +113,49 @@ def _stable_argsort(keys):
             b = mid
             for k in range(lo, hi):
                 # Take from the left run unless the right one is strictly smaller: stable.
-                if a < mid and (b >= hi or keys[order[a]] <= keys[order[b]]):
-                    buffer[k] = order[a]
+                if a < mid and (b >= hi or keys[src[a]] <= keys[src[b]]):
+                    dst[k] = src[a]
                     a += 1
                 else:
-                    buffer[k] = order[b]
+                    dst[k] = src[b]
                     b += 1
-        order, buffer = buffer, order
+        src, dst = dst, src
+        in_order = not in_order
         width *= 2
-    return order
+    if not in_order:
+        for k in range(n):
+            order[k] = src[k]
 
 
-@njit(cache=True)
-def _sort_positives(row, indices, start, stop):
-    """Scores and ids of the positives, score descending, ties by id ascending.
+@njit(cache=True, _nrt=False)
+def _sort_positives(row, indices, start, stop, raw, order, buffer, scores, ids):
+    """Sort the positives ``indices[start:stop]`` by score descending, ties by id ascending.
 
     Parameters
     ----------
     row : ndarray of float32, shape (n_items,)
         Scores of one user.
-    indices : ndarray of int32 or int64
+    indices : ndarray of int32
         Item ids, ascending within ``[start, stop)``.
-
-    Returns
-    -------
-    scores : ndarray of float32, shape (n_pad,)
-        The ``stop - start`` sorted scores, then -inf up to a multiple of
-        ``_PAD`` (for the vectorised count in :func:`_count_above`).
-    ids : ndarray of int64, shape (stop - start,)
+    raw : ndarray of float32; order, buffer : ndarray of int64
+        Scratch of length >= ``stop - start``.
+    scores : ndarray of float32, shape (>= n rounded up to a multiple of ``_PAD``,)
+        Written: the ``n = stop - start`` sorted scores, then -inf up to a
+        multiple of ``_PAD`` (for the vectorised count in :func:`_count_above`).
+    ids : ndarray of int64, shape (>= n,)
+        Written: the sorted ids.
     """
     n = stop - start
-    raw = np.empty(n, np.float32)
     for a in range(n):
         raw[a] = -row[indices[start + a]]
     # Stable sort of an id-ascending list by -score: ties keep id order.
-    order = _stable_argsort(raw)
-    scores = np.empty((n + _PAD - 1) // _PAD * _PAD, np.float32)
-    for a in range(n, scores.shape[0]):
+    _stable_argsort(raw, n, order, buffer)
+    for a in range(n, (n + _PAD - 1) // _PAD * _PAD):
         scores[a] = -np.inf
-    ids = np.empty(n, np.int64)
     for a in range(n):
         b = order[a]
         scores[a] = -raw[b]
         ids[a] = indices[start + b]
-    return scores, ids
 
 
 @njit(cache=True)
@@ -163,13 +163,14 @@ def _count_above(desc, n, s):
     """Return ``(gt, ge)``: how many of ``desc[:n]`` are > s and >= s.
 
     ``desc`` is sorted in descending order and padded with -inf beyond ``n``
-    up to a multiple of ``_PAD``; ``s`` is finite.
+    up to a multiple of ``_PAD`` (entries past that pad are ignored); ``s``
+    is finite.
     """
     if n == 0 or s < desc[n - 1]:
         return n, n
     if n <= LINEAR_COUNT_MAX:
         gt = 0
-        for t in range(desc.shape[0]):
+        for t in range((n + _PAD - 1) // _PAD * _PAD):  # whole vectors: the pad is -inf
             gt += desc[t] > s
         ge = gt
         while ge < n and desc[ge] == s:
@@ -234,9 +235,27 @@ def _count_equal_before(row, s, p):
     return eq
 
 
-@njit(cache=True, nogil=True)
+def scratch_for(max_test, max_train):
+    """Scratch arrays of one :func:`evaluate_block` call (one per thread).
+
+    ``max_test`` and ``max_train`` bound the test and train row lengths of the
+    block's users. A plain function: the kernel allocates nothing (it is
+    compiled without reference counting), so its caller makes these once.
+    """
+    t = max(int(max_test), 1)
+    padded = (t + _PAD - 1) // _PAD * _PAD
+    r = max(int(max_train), 1)
+    return (np.empty(t, np.int32), np.empty(r, np.int64),              # p_items, x_items
+            np.empty(padded, np.float32), np.empty(t, np.int64),       # pos_s, pos_id
+            np.empty(padded, np.float32), np.empty(t, np.int64),       # full_s, full_id
+            np.empty(r, np.float32), np.empty(t, np.int64),            # extra_s, ranks
+            np.empty(t + 1, np.int64), np.empty(t, np.float32),        # cnt, raw
+            np.empty(t, np.int64), np.empty(t, np.int64))              # order, buffer
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
-                    train_indices, metric_codes, metric_ks, max_passes, out):
+                   train_indices, metric_codes, metric_ks, max_passes, out, scratch):
     """Per-user metrics for one chunk of users.
 
     Parameters
@@ -266,6 +285,10 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
         tests force each with 0 and a huge value.
     out : ndarray of float64, shape (n_rows, n_metrics)
         Modified: per-user values, NaN for users excluded from a metric.
+    scratch : tuple of ndarray
+        From :func:`scratch_for` with bounds of the users' row lengths;
+        overwritten. Compiled without reference counting, the kernel
+        allocates nothing (fewer seconds of first-call compile).
 
     Returns
     -------
@@ -277,6 +300,8 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
     assert user_ids.shape[0] == n_rows
     assert out.shape[0] == n_rows and out.shape[1] == n_metrics
     assert metric_ks.shape[0] == n_metrics
+    (p_items, x_items, pos_s, pos_id, full_s, full_id, extra_s, ranks, cnt, raw, order,
+     buffer) = scratch
     need_full = False
     need_main = False
     for m in range(n_metrics):
@@ -296,8 +321,7 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 
         # One merge of the ascending rows: P = T \ R (main positives) and
         # X = R \ T (train items: negatives for full_auc only).
-        p_items = np.empty(n_test, np.int32)  # int32 like test_indices: one signature below
-        x_items = np.empty(r1 - r0, np.int64)
+        # (p_items is int32 like test_indices: one signature of _sort_positives.)
         n_pos = 0
         n_extra = 0
         a = t0
@@ -325,13 +349,14 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                 out[r, m] = np.nan
             continue
 
-        pos_s, pos_id = _sort_positives(row, p_items, np.int64(0), n_pos)
+        _sort_positives(row, p_items, np.int64(0), n_pos, raw, order, buffer, pos_s, pos_id)
         if do_full and not same:
-            full_s = _sort_positives(row, test_indices, t0, t1)[0]
+            _sort_positives(row, test_indices, t0, t1, raw, order, buffer, full_s, full_id)
+            test_s = full_s
         else:
-            full_s = pos_s
-        extra_s = np.empty(n_extra if do_full else 0, np.float32)
-        for c in range(extra_s.shape[0]):
+            test_s = pos_s  # (a new name: full_s stays the scratch for the next user)
+        n_extra_s = n_extra if do_full else 0
+        for c in range(n_extra_s):
             extra_s[c] = row[x_items[c]]
         # From here on the row's non-NaN entries are exactly the negatives N.
         for c in range(t0, t1):
@@ -341,7 +366,7 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
 
         main_num = 0  # half-pairs: 2 per (positive > negative), 1 per tie
         full_num = 0
-        ranks = np.empty(n_pos, np.int64)  # 1-based, ascending
+        # ranks[:n_pos]: 1-based, ascending
         shared = do_full and same  # one count per positive serves both
         n_passes = (n_pos if (do_main or shared) else 0) + (n_test if (do_full and not same) else 0)
         if n_passes <= max_passes:
@@ -358,10 +383,9 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                         ranks[t] = t + 1 + gt + ties
             if do_full and not same:
                 for t in range(n_test):
-                    gt, eq = _count_row(row, full_s[t])
+                    gt, eq = _count_row(row, test_s[t])
                     full_num += 2 * (n_neg_main - gt - eq) + eq
         else:
-            cnt = np.empty(n_pos + 1, np.int64)
             for t in range(n_pos + 1):
                 cnt[t] = 0
             for j in range(n_items):
@@ -377,10 +401,10 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                         cnt[gt] += 1
                     if do_full:
                         if not same:
-                            gt, ge = _count_above(full_s, n_test, s)
+                            gt, ge = _count_above(test_s, n_test, s)
                         full_num += gt + ge
                 else:
-                    gt, ge = _count_above(full_s, n_test, s)
+                    gt, ge = _count_above(test_s, n_test, s)
                     full_num += gt + ge
             # Positive t is preceded by t positives and the negatives with q <= t.
             ahead = 0
@@ -388,8 +412,8 @@ def evaluate_block(scores, user_ids, test_indptr, test_indices, train_indptr,
                 ahead += cnt[t]
                 ranks[t] = t + 1 + ahead
         # Train items are negatives for full_auc only.
-        for c in range(extra_s.shape[0]):
-            gt, ge = _count_above(full_s, n_test, extra_s[c])
+        for c in range(n_extra_s):
+            gt, ge = _count_above(test_s, n_test, extra_s[c])
             full_num += gt + ge
 
         for m in range(n_metrics):
