@@ -51,6 +51,7 @@ from . import _validation as v
 from . import metrics as _metrics
 from .data import Interactions
 from .estimator import BPR
+from .persistence import atomic_file
 
 __all__ = ["recommend_all", "evaluate", "search", "SearchResult", "load_recommendations",
            "DEFAULT_METRICS"]
@@ -296,14 +297,8 @@ def _write_block(source, b, start, stop, rows, options, user_factors, out, parqu
 
 
 def _atomic_save(path, array):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _atomic_parquet(path, start, ids, scores):
@@ -314,23 +309,13 @@ def _atomic_parquet(path, start, ids, scores):
     users, ranks = np.nonzero(keep)
     table = pa.table({"user": (users + start).astype(np.int64), "rank": ranks.astype(np.int16),
                       "item": ids[keep], "score": scores[keep]})
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        pq.write_table(table, f)
 
 
 def _atomic_write_text(path, text):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def _check_parquet(parquet):

@@ -19,6 +19,7 @@ open; loading reads a file object from its current position.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -59,17 +60,31 @@ def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=Non
     if is_file_object(path, "write"):
         np.savez(path, **entries)
         return
+    with atomic_file(path) as fh:
+        np.savez(fh, **entries)
+
+
+@contextlib.contextmanager
+def atomic_file(path, suffix=".tmp"):
+    """Write ``path`` atomically: yields a binary file open on a temporary file beside it.
+
+    When the block ends normally the file is flushed, synced to disk and
+    renamed over ``path`` (``os.replace``), so readers see the old file or the
+    whole new one, never a part; when it raises (Ctrl-C included) the
+    temporary file is removed and ``path`` is untouched. The one way this
+    package writes its files (models, downloads' checksums, Dask outputs).
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **entries)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 

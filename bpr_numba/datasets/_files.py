@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..persistence import atomic_file
+
 __all__ = [
     "DATA_ENV",
     "DOWNLOAD_TIMEOUT",
@@ -73,16 +75,8 @@ def search_folders(data_home):
 
 def write_atomic(path, data):
     """Write ``data`` (bytes) to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, suffix=".part") as out:
+        out.write(data)
 
 
 def fetch(url, dest, *, max_bytes, what, verify=None):
