@@ -1,6 +1,8 @@
 """Shared fixtures, hypothesis profiles and strategies."""
 
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +54,52 @@ def movielens():
         pytest.skip("BPR_NUMBA_DATA is not set (CI sets it to the shared data folder)")
     train, test = load_movielens(download=False)
     return train.tocsr(), test.tocsr()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A threaded HTTP server on 127.0.0.1 for the download tests (no test touches the network).
+
+    It answers ``routes[path] = (status, body, claimed_length)`` first
+    (``claimed_length`` None: the body's length; a longer claim ends with a
+    closed socket, i.e. a cut download), then the files under ``root``
+    (``tmp_path / "www"``), else 404. ``requests`` lists the paths asked for;
+    ``url`` is the base address (no trailing slash).
+    """
+    routes = {}
+    requests = []
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            requests.append(self.path)
+            file = root / self.path.lstrip("/")
+            if self.path in routes:
+                status, body, claimed = routes[self.path]
+            elif self.path.startswith("/") and ".." not in self.path and file.is_file():
+                status, body, claimed = 200, file.read_bytes(), None
+            else:
+                status, body, claimed = 404, b"not found", None
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if claimed is None else claimed))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.timeout = 5
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    httpd.routes, httpd.requests, httpd.root = routes, requests, root
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import http.server
 import io
 import os
 import shutil
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -72,34 +70,9 @@ def no_local_data(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def server():
-    """A threaded HTTP server on 127.0.0.1 serving ``routes[path] = (status, body, claimed_length)``."""
-    routes = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            status, body, claimed = routes.get(self.path, (404, b"not found", None))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body) if claimed is None else claimed))
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True  # a body shorter than claimed ends with a closed socket
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.timeout = 5
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.routes = routes
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(http_server):
+    """The shared local server (conftest): ``routes[path] = (status, body, claimed_length)``."""
+    return http_server
 
 
 def _zip_bytes(folder, alter=None):

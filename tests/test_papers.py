@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import http.server
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -233,34 +231,10 @@ def no_local_data(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    """``http.server`` on 127.0.0.1 serving the folder ``tmp_path / "www"``; counts requests."""
-    root = tmp_path / "www"
-    root.mkdir()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.root, httpd.requests = root, requests
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/gowalla/"
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(http_server):
+    """The shared local server (conftest), with ``url`` the address of its "gowalla/" folder."""
+    http_server.url += "/gowalla/"
+    return http_server
 
 
 def write_small(folder, alter=None):
