@@ -129,7 +129,13 @@ def load_arrays(path):
             raise FileNotFoundError(f"no model file at {path}")
         source = path
     try:
-        with np.load(source, allow_pickle=False) as npz:
+        loaded = np.load(source, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{path} holds a single NumPy array (.npy), not a bpr-numba model file; "
+                "expected a file written by BPR.save()."
+            )
+        with loaded as npz:
             missing = [key for key in _REQUIRED if key not in npz.files]
             if "format" in npz.files and str(npz["format"]) != FORMAT_NAME:
                 missing = ["format"]

@@ -167,6 +167,10 @@ def test_load_rejects_a_foreign_file(tmp_path):
     text.write_text("hello")
     with pytest.raises(ValueError, match="not a readable bpr-numba model file"):
         BPR.load(text)
+    array = tmp_path / "factors.npy"  # np.load gives an array, not an archive
+    np.save(array, np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"single NumPy array \(\.npy\), not a bpr-numba model"):
+        BPR.load(array)
 
 
 def _rewrite(path, **changes):
