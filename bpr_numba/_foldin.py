@@ -110,20 +110,29 @@ def fold_in_users(model, rows, epochs):
 def fold_in_items(model, ids, item_users, epochs):
     """Retrain the items ``ids`` (grown if new) from the CSR ``item_users``, users fixed."""
     recipe, epochs = fold_in_recipe(model, epochs)
-    grow(model, "item", int(ids.max()) + 1)
-    init_rng, chunk_states = _streams(model)
-    model._item_factors[ids] = uniform_factors(init_rng, ids.size, recipe.factors,
-                                               int(model._has_bias_column),
-                                               recipe.init_scale, 0.0)
-    # Users x items positives at the given items only, values kept for weights.
-    item_of_entry = ids[np.repeat(np.arange(ids.size), np.diff(item_users.indptr))]
-    X = v.check_interactions(
-        sp.csr_matrix((np.asarray(item_users.data, np.float32),
-                       (item_users.indices, item_of_entry)), shape=(model.n_users, model.n_items)),
-        "item_users")
-    state = OptimizerState.fresh(recipe.optimizer, (0, 0), model._item_factors.shape)
-    _train(model, recipe, epochs, X, model._user_factors, model._item_factors, state,
-           chunk_states, UPDATE_POSITIVE, "items")
+    # The items are grown and trained in a copy, put in place only when the
+    # fold-in succeeded: a diverging or interrupted one leaves the model as it was.
+    previous = model._item_factors, model._opt_state.item
+    model._item_factors = previous[0].copy()
+    try:
+        grow(model, "item", int(ids.max()) + 1)
+        init_rng, chunk_states = _streams(model)
+        model._item_factors[ids] = uniform_factors(init_rng, ids.size, recipe.factors,
+                                                   int(model._has_bias_column),
+                                                   recipe.init_scale, 0.0)
+        # Users x items positives at the given items only, values kept for weights.
+        item_of_entry = ids[np.repeat(np.arange(ids.size), np.diff(item_users.indptr))]
+        X = v.check_interactions(
+            sp.csr_matrix((np.asarray(item_users.data, np.float32),
+                           (item_users.indices, item_of_entry)),
+                          shape=(model.n_users, model.n_items)),
+            "item_users")
+        state = OptimizerState.fresh(recipe.optimizer, (0, 0), model._item_factors.shape)
+        _train(model, recipe, epochs, X, model._user_factors, model._item_factors, state,
+               chunk_states, UPDATE_POSITIVE, "items")
+    except BaseException:
+        model._item_factors, model._opt_state.item = previous
+        raise
 
 
 def recalculated_items(model, item_users, epochs):

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_array_equal
 
-from bpr_numba import BPR, Interactions
+from bpr_numba import BPR, Interactions, TrainingDivergedError
 from bpr_numba.metrics import auc_score
 
 
@@ -271,3 +271,18 @@ def test_folding_in_a_user_without_positives_warns():
     with pytest.warns(RuntimeWarning, match="1 of the 2 users to fold in have no positive"):
         model.partial_fit_users([5, 6], sp.csr_matrix(np.array([[1, 0, 0, 0, 0],
                                                                 [0, 0, 0, 0, 0]], np.float32)))
+
+
+def test_a_diverging_item_fold_in_leaves_the_model_as_it_was():
+    X = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    X.data[:] = 1.0
+    model = BPR(factors=4, epochs=2, random_state=0).fit(X, show_progress=False)
+    before = model.item_factors.copy()
+    model.set_params(learning_rate=1e30, regularization=1.0)
+    users = sp.random(3, 40, density=0.5, format="csr", dtype=np.float32, random_state=1)
+    users.data[:] = 1.0
+    with pytest.raises(TrainingDivergedError, match="fold-in of items diverged"):
+        model.partial_fit_items([5, 30, 31], users)  # one known item, two new ones
+    assert model.n_items == 30
+    assert_array_equal(model.item_factors, before)
+    assert model._opt_state.item.adagrad_sum_sq.shape[0] == 30
