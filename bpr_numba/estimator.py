@@ -83,7 +83,9 @@ class BPR(FoldInMixin, FactorModel):
         picked from the pool: many candidates per positive at the cost of a
         few per user (the hard negatives of a user do not depend on the
         positive). Scores of the pool are those of the draw; the chosen
-        negative is scored again before its step.
+        negative is scored again before its step, and its pool score is
+        refreshed after it (a negative just pushed down is not picked again
+        on its stale score).
     item_bias : bool
         Learn an item bias, stored as the last column of ``item_factors``
         against a constant 1 in the last column of ``user_factors`` (so scores

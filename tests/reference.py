@@ -81,7 +81,8 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
 
     ``weights`` (one per positive, CSR order) scale each sample's loss and data
     gradient; ``update`` names the rows a sample moves; ``pool_size`` > 0 picks
-    each positive's candidates from a per-user pool scored once.
+    each positive's candidates from a per-user pool scored once, the chosen
+    entry scored again after its step.
     """
     n_items, k = V.shape
     reg = F32(reg)
@@ -143,6 +144,9 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     optimizer_step(opt, V, gi, item_state, i, lr)
                 if "negative" in update:
                     optimizer_step(opt, V, gj, item_state, j, lr)
+                if pool_size:
+                    # The chosen entry is scored again after its step.
+                    pool[q] = (j, dot(U, u, V, j))
         states[c] = state
     return total
 

@@ -94,7 +94,9 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
         first draws ``pool_size`` negatives and scores them once, and each
         positive's candidates are ``n_candidates`` entries of that pool
         (drawn with replacement): one dot product per pool entry and user
-        instead of one per candidate and positive.
+        instead of one per candidate and positive. The chosen entry's pool
+        score is refreshed after its step (one more dot product), so a
+        negative just pushed down is not picked again on its stale score.
     lr, reg, beta_1, beta_2, epsilon : float32
 
     loss_sum : ndarray of float64, shape (n_chunks,)
@@ -227,6 +229,10 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                                      adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
                 if not ok or not np.isfinite(value):
                     chunk_refused += 1
+                if WITH_POOL:  # noqa: F821
+                    # The chosen entry's score after its step: a stale high score
+                    # would make it chosen again for the user's next positives.
+                    pool_scores[q] = dot(user_factors, u, item_factors, j)
             if neg_code == NEG_UNSEEN:
                 mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
