@@ -35,7 +35,7 @@ def _build_parser():
     model.add_argument("--epochs", type=int, default=None, help="passes over the data (default: 10)")
     model.add_argument("--factors", type=int, default=None, help="factors (default: 64; --keras: 100)")
     model.add_argument("--loss", choices=["bpr", "sigmoid"], default=None)
-    model.add_argument("--optimizer", choices=["adagrad", "rowwise-adagrad", "adam", "sgd",
+    model.add_argument("--optimizer", choices=["rowwise-adagrad", "adagrad", "adam", "sgd",
                                                          "dense-adam"], default=None)
     model.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     model.add_argument("--reg", type=float, default=None, help="L2 regularization")
