@@ -126,7 +126,9 @@ class BPR(FoldInMixin, FactorModel):
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=3,
                  negative_pool=0, item_bias=True, use_weights=False,
                  batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 init_scale=0.05, num_threads=0, random_state=None):
+                 init_scale=0.05, n_negatives=None, temperature=1.0, margin=0.9,
+                 negative_weight=150.0, popularity_exponent=0.75, similarity="auto",
+                 initial_accumulator_value=None, num_threads=0, random_state=None):
         self.factors = factors
         self.loss = loss
         self.optimizer = optimizer
@@ -143,6 +145,13 @@ class BPR(FoldInMixin, FactorModel):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.init_scale = init_scale
+        self.n_negatives = n_negatives
+        self.temperature = temperature
+        self.margin = margin
+        self.negative_weight = negative_weight
+        self.popularity_exponent = popularity_exponent
+        self.similarity = similarity
+        self.initial_accumulator_value = initial_accumulator_value
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -255,7 +264,8 @@ class BPR(FoldInMixin, FactorModel):
         # The epoch orders and the kernels' per-chunk random streams.
         self._streams = (np.random.default_rng(order_seq), spawn_states(chunk_seq, N_CHUNKS))
         self._opt_state = OptimizerState.fresh(recipe.optimizer, self._user_factors.shape,
-                                               self._item_factors.shape)
+                                               self._item_factors.shape,
+                                               recipe.initial_accumulator_value)
         self.n_epochs_done_ = 0
         self.history_ = []
         self.user_map_ = self.item_map_ = None
@@ -264,7 +274,8 @@ class BPR(FoldInMixin, FactorModel):
     def _reset_optimizer_state(self, optimizer=None):
         self._opt_state = OptimizerState.fresh(optimizer or self._opt_state.optimizer,
                                                self._user_factors.shape,
-                                               self._item_factors.shape)
+                                               self._item_factors.shape,
+                                               self._recipe().initial_accumulator_value)
 
     def _check_layout(self, recipe):
         """Refuse a recipe whose width or bias differs from the current factors'."""
