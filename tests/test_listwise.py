@@ -330,3 +330,15 @@ def test_bad_listwise_parameters_are_refused(params, error, match):
     train, _ = _planted()
     with pytest.raises(error, match=match):
         BPR(**params).fit(train, show_progress=False)
+
+
+def test_two_threads_learn_as_well():
+    """Hogwild on item rows: runs differ from one thread's, the quality does not."""
+    from bpr_numba.metrics import evaluate
+
+    train, test = _planted()
+    model = BPR(loss="softmax", factors=8, epochs=30, n_negatives=16, num_threads=2,
+                random_state=0).fit(train, show_progress=False)
+    assert np.isfinite(model.item_factors).all()
+    assert evaluate(model, test, train, metrics=("auc",))["auc"] > 0.9
+    assert len(model.history_) == 30 and model.history_[-1]["loss"] < model.history_[0]["loss"]
