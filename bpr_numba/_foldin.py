@@ -55,7 +55,7 @@ def fold_in_recipe(model, epochs):
     model._check_layout(recipe)
     if not trainer_for(recipe).supports_fold_in:
         raise ValueError(
-            "fold-in trains with the fast mode's per-sample kernel; this model uses "
+            "fold-in trains with the fast mode's per-sample or listwise kernel; this model uses "
             "optimizer='dense-adam' (the Keras mode). Refit with another optimizer."
         )
     epochs = recipe.epochs if epochs is None else v.check_positive_int(epochs, "epochs")
@@ -101,7 +101,8 @@ def fold_in_users(model, rows, epochs):
             "they keep a random vector (their recommendations are random).",
             RuntimeWarning, stacklevel=4)
     if rows.nnz:
-        state = OptimizerState.fresh(recipe.optimizer, users.shape, (0, 0))
+        state = OptimizerState.fresh(recipe.optimizer, users.shape, (0, 0),
+                                     recipe.initial_accumulator_value)
         _train(model, recipe, epochs, rows, users, model._item_factors, state, chunk_states,
                UPDATE_USER, "users")
     return users
@@ -127,7 +128,8 @@ def fold_in_items(model, ids, item_users, epochs):
                            (item_users.indices, item_of_entry)),
                           shape=(model.n_users, model.n_items)),
             "item_users")
-        state = OptimizerState.fresh(recipe.optimizer, (0, 0), model._item_factors.shape)
+        state = OptimizerState.fresh(recipe.optimizer, (0, 0), model._item_factors.shape,
+                                     recipe.initial_accumulator_value)
         _train(model, recipe, epochs, X, model._user_factors, model._item_factors, state,
                chunk_states, UPDATE_POSITIVE, "items")
     except BaseException:
@@ -159,7 +161,8 @@ def recalculated_items(model, item_users, epochs):
     X = v.check_interactions(
         sp.csr_matrix((np.asarray(item_users.data, np.float32), (item_users.indices, columns)),
                       shape=(model.n_users, n_items + n_new)), "item_users")
-    state = OptimizerState.fresh(recipe.optimizer, (0, 0), items.shape)
+    state = OptimizerState.fresh(recipe.optimizer, (0, 0), items.shape,
+                                 recipe.initial_accumulator_value)
     _train(model, recipe, epochs, X, model._user_factors, items, state, chunk_states,
            UPDATE_POSITIVE, "items")
     return items[n_items:]

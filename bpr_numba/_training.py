@@ -3,9 +3,10 @@
 - :class:`Recipe`: the estimator's parameters, checked once per entry point.
 - :class:`OptimizerState`: the optimiser's arrays, one :class:`SideState`
   per side (users, items), named for what they hold.
-- :class:`HogwildTrainer` (per-sample updates, the fast mode) and
-  :class:`DenseAdamTrainer` (exact mini-batches and Keras's dense Adam):
-  the mode is chosen once, by :func:`trainer_for`.
+- :class:`HogwildTrainer` (per-sample updates, the fast mode),
+  :class:`ListwiseTrainer` (many shared negatives per user: the "softmax",
+  "ccl" and "warp" losses) and :class:`DenseAdamTrainer` (exact mini-batches
+  and Keras's dense Adam): the mode is chosen once, by :func:`trainer_for`.
 - :func:`run_epochs`: the one epoch loop (validation scoring, patience and
   restore of the best epoch, callbacks, progress bar, Ctrl-C) used by
   ``fit``, ``fit_partial``, ``fit_triplets``, fold-in and the CLI.
@@ -33,9 +34,10 @@ from . import _validation as v
 from ._kernels.dense_adam import dense_adam_batches
 from ._kernels.hogwild import (TRAIN_CHUNKS, UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE,
                                UPDATE_USER)
+from ._kernels.listwise import LISTWISE_LOSSES, TRAIN_USERS
 from ._kernels.losses import LOSSES
 from ._kernels.optim import OPTIMIZERS
-from ._kernels.sampling import NEG_UNSEEN, NEGATIVES
+from ._kernels.sampling import NEG_UNSEEN, NEGATIVES, alias_table
 from ._runtime import parallel_ranges, threads
 from ._scoring import evaluate_factors, mean_over_users, metric_codes
 
@@ -79,6 +81,16 @@ def adam_bias_correction(beta_1, beta_2, epsilon=np.finfo(np.float32).eps):
 
 LAZY_ADAM_ALPHA = adam_bias_correction(LAZY_BETA_1, LAZY_BETA_2)
 
+# Used when n_negatives is None: per user for "softmax" and "ccl"; for "warp"
+# the most tries per positive (LightFM's max_sampled).
+DEFAULT_N_NEGATIVES = {"softmax": 256, "ccl": 256, "warp": 10}
+# Used when initial_accumulator_value is None: Adagrad's accumulators start at
+# 0 for the triplet losses and at TensorFlow's 0.1 for the listwise ones (a
+# first step of lr / sqrt(g^2) is too large when a row gets the summed
+# gradient of hundreds of negatives).
+DEFAULT_INITIAL_ACCUMULATOR = {"bpr": 0.0, "sigmoid": 0.0, "softmax": 0.1, "ccl": 0.1,
+                               "warp": 0.1}
+
 
 # ------------------------------------------------------------------ recipe
 def _check_candidates(value):
@@ -115,15 +127,27 @@ class Recipe:
     epsilon: float
     init_scale: float
     num_threads: int
+    n_negatives: int
+    temperature: float
+    margin: float
+    negative_weight: float
+    popularity_exponent: float
+    similarity: str
+    initial_accumulator_value: float
 
     @classmethod
     def check(cls, params):
         """Validate the constructor parameters ``params`` (a dict); return a Recipe."""
         optimizer = v.check_choice(params["optimizer"], "optimizer", list(OPTIMIZERS))
+        loss = v.check_choice(params["loss"], "loss", list(LOSSES) + list(LISTWISE_LOSSES))
         learning_rate = params["learning_rate"]
+        n_negatives = params["n_negatives"]
+        similarity = v.check_choice(params["similarity"], "similarity",
+                                    ["auto", "dot", "cosine"])
+        initial = params["initial_accumulator_value"]
         recipe = cls(
             factors=v.check_positive_int(params["factors"], "factors"),
-            loss=v.check_choice(params["loss"], "loss", list(LOSSES)),
+            loss=loss,
             optimizer=optimizer,
             learning_rate=(DEFAULT_LEARNING_RATES[optimizer] if learning_rate is None else
                            v.check_float(learning_rate, "learning_rate", low=0.0,
@@ -143,6 +167,19 @@ class Recipe:
             epsilon=v.check_float(params["epsilon"], "epsilon", low=0.0, low_inclusive=False),
             init_scale=v.check_float(params["init_scale"], "init_scale", low=0.0),
             num_threads=v.check_nonneg_int(params["num_threads"], "num_threads"),
+            n_negatives=(DEFAULT_N_NEGATIVES.get(loss, 1) if n_negatives is None else
+                         v.check_positive_int(n_negatives, "n_negatives")),
+            temperature=v.check_float(params["temperature"], "temperature", low=0.0,
+                                      low_inclusive=False),
+            margin=v.check_float(params["margin"], "margin", low=-1.0, high=1.0),
+            negative_weight=v.check_float(params["negative_weight"], "negative_weight", low=0.0),
+            popularity_exponent=v.check_float(params["popularity_exponent"],
+                                              "popularity_exponent", low=0.0),
+            similarity=(("cosine" if loss == "ccl" else "dot") if similarity == "auto"
+                        else similarity),
+            initial_accumulator_value=(
+                DEFAULT_INITIAL_ACCUMULATOR[loss] if initial is None else
+                v.check_float(initial, "initial_accumulator_value", low=0.0)),
         )
         v.check_random_state(params["random_state"])
         trainer_for(recipe).check(recipe)
@@ -195,15 +232,19 @@ class SideState:
     grad: np.ndarray = field(default_factory=_empty_2d)
 
     @classmethod
-    def fresh(cls, optimizer, shape):
-        """Zeroed state of ``optimizer`` for factors of ``shape``; (0, 0): none (fold-in)."""
+    def fresh(cls, optimizer, shape, initial_accumulator_value=0.0):
+        """Fresh state of ``optimizer`` for factors of ``shape``; (0, 0): none (fold-in).
+
+        Adagrad's sums of squares start at ``initial_accumulator_value`` (as
+        TensorFlow's Adagrad), every other array at zero.
+        """
         n, f = shape
         if n == 0 or optimizer == "sgd":
             return cls()
         if optimizer == "adagrad":
-            return cls(adagrad_sum_sq=np.zeros((n, f), np.float32))
+            return cls(adagrad_sum_sq=np.full((n, f), initial_accumulator_value, np.float32))
         if optimizer == "rowwise-adagrad":
-            return cls(adagrad_sum_sq=np.zeros((n, 1), np.float32))
+            return cls(adagrad_sum_sq=np.full((n, 1), initial_accumulator_value, np.float32))
         moments = dict(adam_m=np.zeros((n, f), np.float32), adam_v=np.zeros((n, f), np.float32))
         if optimizer == "adam":
             return cls(adam_t=np.zeros(n, np.int64), **moments)
@@ -236,10 +277,12 @@ class OptimizerState:
     step: np.ndarray  # int64, shape (1,): dense Adam's global step count
 
     @classmethod
-    def fresh(cls, optimizer, user_shape, item_shape):
-        """Zeroed state for factor matrices of these shapes ((0, 0): that side is fixed)."""
-        return cls(optimizer, SideState.fresh(optimizer, user_shape),
-                   SideState.fresh(optimizer, item_shape), np.zeros(1, np.int64))
+    def fresh(cls, optimizer, user_shape, item_shape, initial_accumulator_value=0.0):
+        """Fresh state for factor matrices of these shapes ((0, 0): that side is fixed)."""
+        return cls(optimizer,
+                   SideState.fresh(optimizer, user_shape, initial_accumulator_value),
+                   SideState.fresh(optimizer, item_shape, initial_accumulator_value),
+                   np.zeros(1, np.int64))
 
     def arrays(self):
         """Every array in use, named ``user_<name>`` / ``item_<name>``."""
@@ -391,7 +434,19 @@ class HogwildTrainer:
 
     @staticmethod
     def check(recipe):
-        """Refuse parameter combinations this mode cannot train (none today)."""
+        """Refuse what the per-sample kernel does not have."""
+        if recipe.negatives == "popularity":
+            raise ValueError(
+                f"negatives='popularity' is available with the listwise losses "
+                f"({', '.join(repr(k) for k in LISTWISE_LOSSES)}); got loss={recipe.loss!r}. "
+                "Use negatives='unseen' or 'uniform', or a listwise loss."
+            )
+        if recipe.similarity != "dot":
+            raise ValueError(
+                f"similarity={recipe.similarity!r} is available with the listwise losses "
+                f"({', '.join(repr(k) for k in LISTWISE_LOSSES)}); loss={recipe.loss!r} "
+                "scores with dot products: use similarity='auto' or 'dot'."
+            )
 
     def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
               update_mask=UPDATE_ALL):
@@ -462,6 +517,141 @@ class HogwildTrainer:
         return self.record(totals, epoch)
 
 
+def popularity_table(X, exponent):
+    """Alias table and log-Q correction of popularity negatives for the CSR ``X``.
+
+    Item ``j`` is drawn with probability ``q_j`` proportional to
+    ``max(count_j, 1) ** exponent`` (``count_j``: its positives in ``X``).
+
+    Returns
+    -------
+    prob : ndarray of float64, shape (n_items,)
+    alias : ndarray of int64, shape (n_items,)
+    log_q : ndarray of float32, shape (n_items,)
+        ``log(n_items * q_j)``: 0 for every item of a uniform distribution.
+    """
+    counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
+    weights = np.maximum(counts, 1.0) ** exponent
+    q = weights / weights.sum()
+    prob, alias = alias_table(weights)
+    return prob, alias, np.log(q * X.shape[1]).astype(np.float32)
+
+
+def normalise_rows(factors, n_cols):
+    """Scale the rows' first ``n_cols`` columns to unit L2 norm, in place (zero rows kept)."""
+    block = factors[:, :n_cols]
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+    norms[norms == 0.0] = 1.0
+    block /= norms[:, None].astype(np.float32)
+
+
+class ListwiseTrainer(HogwildTrainer):
+    """Many negatives per positive ("softmax", "ccl", "warp"): one step per user, shared negatives.
+
+    Each user draws ``n_negatives`` negatives once per epoch, scores them once,
+    and scores each of its positives against them; the gradients of the user
+    row and of the negatives are summed over the user's positives and applied
+    once per user (``_kernels/listwise.py``). Parallel like the per-sample
+    mode: disjoint ranges of chunks on the thread pool, Hogwild on item rows.
+    """
+
+    supports_fold_in = True
+
+    def __init__(self, recipe, has_bias_column):
+        super().__init__(recipe, has_bias_column)
+        self._popularity = None
+
+    @staticmethod
+    def check(recipe):
+        """Refuse what the listwise kernel does not have, or what makes no sense."""
+        if recipe.loss == "ccl" and recipe.similarity != "cosine":
+            raise ValueError(
+                f"loss='ccl' is the cosine contrastive loss; got similarity="
+                f"{recipe.similarity!r}, expected 'cosine' or 'auto'."
+            )
+        if recipe.similarity == "cosine" and recipe.item_bias:
+            raise ValueError(
+                f"similarity='cosine' (loss={recipe.loss!r}) keeps the factor rows at unit "
+                "norm and has no item bias; set item_bias=False."
+            )
+        if recipe.negative_candidates not in (1, 3, "auto") or recipe.negative_pool:
+            raise ValueError(
+                f"loss={recipe.loss!r} draws n_negatives ({recipe.n_negatives}) negatives per "
+                f"user instead of candidates; got negative_candidates="
+                f"{recipe.negative_candidates!r} and negative_pool={recipe.negative_pool}, "
+                "expected the defaults (3 and 0)."
+            )
+
+    def _table(self, X):
+        """The popularity alias table of ``X`` (made once per matrix)."""
+        if self.recipe.negatives != "popularity":
+            empty = np.zeros(0, np.float64)
+            return empty, np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self._popularity is None or self._popularity[0] is not X:
+            self._popularity = (X, popularity_table(X, self.recipe.popularity_exponent))
+        return self._popularity[1]
+
+    def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
+              update_mask=UPDATE_ALL):
+        """One epoch of the listwise kernel over the rows of ``X``; returns the totals.
+
+        Returns
+        -------
+        ndarray of float64, shape (4,)
+            Loss sum, positives trained, skipped (no negative), refused
+            (divergence: counted per user step).
+        """
+        r = self.recipe
+        order_rng, chunk_states = streams
+        row_lengths = np.diff(X.indptr)
+        trainable = np.flatnonzero(row_lengths).astype(np.int64)
+        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, order_rng)
+        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
+        n_items, n_cols = item_factors.shape
+        cosine = r.similarity == "cosine"
+        flags = (bool(update_mask & UPDATE_USER), bool(update_mask & UPDATE_POSITIVE),
+                 bool(update_mask & UPDATE_NEGATIVE))
+        if cosine:
+            # The kernel keeps the rows it moves at unit norm; start them there.
+            if flags[0]:
+                normalise_rows(user_factors, n_user_cols)
+            if flags[1] or flags[2]:
+                normalise_rows(item_factors, n_cols)
+        prob, alias, log_q = self._table(X)
+        kernel = TRAIN_USERS[(LISTWISE_LOSSES[r.loss], OPTIMIZERS[r.optimizer])]
+        n_chunks = chunk_states.shape[0]
+        per_chunk = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
+                     np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+        u, i = state.user, state.item
+        f32, f64 = np.float32, np.float64
+        n_neg = r.n_negatives
+
+        def run(first, end):
+            # Scratch of this range's thread (the kernel allocates nothing).
+            kernel(X.indptr, X.indices, weights, user_order, chunk_bounds, first, end,
+                   prob, alias, log_q, user_factors, item_factors,
+                   u.adagrad_sum_sq, i.adagrad_sum_sq, u.adam_m, u.adam_v, u.adam_t,
+                   i.adam_m, i.adam_v, i.adam_t, LAZY_ADAM_ALPHA, chunk_states,
+                   NEGATIVES[r.negatives], n_user_cols, n_neg, cosine, *flags,
+                   weights.shape[0] > 0,
+                   np.empty(n_cols, np.float32), np.empty(n_cols, np.float32),
+                   np.empty((3, n_cols), np.float32),
+                   np.zeros((n_items + 63) // 64, np.uint64),
+                   np.empty(n_neg, np.int64), np.empty(n_neg, np.float32),
+                   np.empty(n_neg, np.float64), np.empty(n_neg, np.float64),
+                   f32(r.learning_rate), f32(r.regularization), f32(LAZY_BETA_1),
+                   f32(LAZY_BETA_2), f32(LAZY_EPSILON), f64(1.0 / r.temperature),
+                   f64(r.margin), f64(r.negative_weight), *per_chunk)
+
+        def call(first, end):
+            parallel_ranges(lambda a, b: run(first + a, first + b), end - first,
+                            r.num_threads)
+
+        slices = call_slices(chunk_bounds, row_lengths, user_order)
+        interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
+        return np.array([float(total.sum()) for total in per_chunk])
+
+
 class DenseAdamTrainer:
     """The Keras-compatible mode: exact mini-batches, Keras's dense Adam on every row."""
 
@@ -473,6 +663,12 @@ class DenseAdamTrainer:
     @staticmethod
     def check(recipe):
         """Refuse what the Keras model does not have."""
+        if recipe.loss not in LOSSES:
+            raise ValueError(
+                f"loss={recipe.loss!r} is not available with optimizer='dense-adam' (the Keras "
+                f"model trains one negative per positive); use loss 'sigmoid' or 'bpr', or "
+                "another optimizer ('adagrad', 'rowwise-adagrad', 'sgd', 'adam')."
+            )
         if recipe.use_weights:
             raise ValueError(
                 "use_weights=True is not available with optimizer='dense-adam' (the Keras "
@@ -544,7 +740,12 @@ class DenseAdamTrainer:
 
 def trainer_for(recipe, has_bias_column=False):
     """The trainer of the recipe's mode (chosen here, once)."""
-    cls = DenseAdamTrainer if recipe.keras_mode else HogwildTrainer
+    if recipe.keras_mode:
+        cls = DenseAdamTrainer
+    elif recipe.loss in LISTWISE_LOSSES:
+        cls = ListwiseTrainer
+    else:
+        cls = HogwildTrainer
     return cls(recipe, has_bias_column)
 
 

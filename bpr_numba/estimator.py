@@ -47,9 +47,24 @@ class BPR(FoldInMixin, FactorModel):
     ----------
     factors : int
         Width of the user and item factors (without the item-bias column).
-    loss : {"bpr", "sigmoid"}
-        ``"bpr"``: ``-log sigmoid(x)`` (Rendle et al. 2009); ``"sigmoid"``:
-        ``1 - sigmoid(x)``, the Keras notebook's loss.
+    loss : {"bpr", "sigmoid", "softmax", "ccl", "warp"}
+        Triplet losses (one negative per positive): ``"bpr"``,
+        ``-log sigmoid(x)`` (Rendle et al. 2009); ``"sigmoid"``,
+        ``1 - sigmoid(x)``, the Keras notebook's loss. Listwise losses (many
+        negatives per positive): each user draws ``n_negatives`` negatives once
+        per epoch, shared by all its positives (its accidental hits, negatives
+        that are its positives, dropped), and its gradients are summed over
+        its positives and applied once per user. ``"softmax"``: sampled
+        softmax ``-log(e^{s_p/t} / (e^{s_p/t} + sum_j e^{s_j/t - log q_j}))``
+        with ``t = temperature`` and the log-Q correction ``log q_j`` (the log
+        of ``n_items`` times the item's sampling probability: 0 for uniform
+        draws); ``"ccl"``: SimpleX's cosine contrastive loss
+        ``(1 - cos(u, p)) + negative_weight / N * sum_j max(0, cos(u, j) - margin)``
+        (Mao et al. 2021); ``"warp"``: LightFM's WARP, the shared list tried
+        from a random start until a negative with ``s_j > s_p - 1``, the hinge
+        weighted by ``log(floor((n_items - 1) / tries))``. Listwise losses
+        refuse ``negative_candidates``/``negative_pool`` other than the
+        defaults and "dense-adam".
     optimizer : {"rowwise-adagrad", "adagrad", "sgd", "adam", "dense-adam"}
         "rowwise-adagrad" (the default) keeps one Adagrad accumulator per row
         (the mean squared gradient of the row): 4 bytes of state per row, so a
@@ -68,9 +83,12 @@ class BPR(FoldInMixin, FactorModel):
         positive and negative rows of every sample.
     epochs : int
         Passes over all training positives done by :meth:`fit`.
-    negatives : {"uniform", "unseen"}
+    negatives : {"uniform", "unseen", "popularity"}
         "uniform" draws any item (the notebook's way; it may draw a positive);
-        "unseen" draws only items without a positive for the user.
+        "unseen" draws only items without a positive for the user;
+        "popularity" (listwise losses only) draws item ``j`` with probability
+        proportional to ``max(count_j, 1) ** popularity_exponent``, its
+        training positives (an alias table, O(1) per draw).
     negative_candidates : int or "auto"
         Candidates drawn (by the ``negatives`` policy) for each positive; the
         sample trains on the one the model currently scores highest (dynamic
@@ -103,6 +121,28 @@ class BPR(FoldInMixin, FactorModel):
     init_scale : float
         Factors start uniform in ``(-init_scale, init_scale)``, as Keras's
         embeddings do with 0.05.
+    n_negatives : int or None
+        Listwise losses: negatives drawn per user and epoch (None: 256 for
+        "softmax" and "ccl"; 10 for "warp", where it is LightFM's
+        ``max_sampled``, the most tries per positive).
+    temperature : float
+        "softmax": scores are divided by it (> 0).
+    margin : float
+        "ccl": negatives with a cosine above it are pushed down (-1 to 1;
+        SimpleX used 0.9 on Gowalla).
+    negative_weight : float
+        "ccl": weight of the negatives' mean term (SimpleX: about 150).
+    popularity_exponent : float
+        Exponent of the item counts for ``negatives="popularity"`` (0: uniform).
+    similarity : {"auto", "dot", "cosine"}
+        Score of the listwise losses. "cosine" keeps every factor row at unit
+        norm (normalised after each step), so the stored factors' dot products
+        are the cosines and L2 ``regularization`` has no effect; it needs
+        ``item_bias=False``. "auto": "cosine" for "ccl", "dot" otherwise.
+    initial_accumulator_value : float or None
+        Starting value of the Adagrad accumulators (TensorFlow's name). None:
+        0 for the triplet losses, 0.1 for the listwise ones, where a row may
+        get the summed gradient of hundreds of negatives at its first step.
     num_threads : int
         Threads of the kernels; 0 means all cores. With 1 the run is
         reproducible bit for bit for a given ``random_state``.
@@ -130,7 +170,9 @@ class BPR(FoldInMixin, FactorModel):
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=3,
                  negative_pool=0, item_bias=True, use_weights=False,
                  batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 init_scale=0.05, num_threads=0, random_state=None):
+                 init_scale=0.05, n_negatives=None, temperature=1.0, margin=0.9,
+                 negative_weight=150.0, popularity_exponent=0.75, similarity="auto",
+                 initial_accumulator_value=None, num_threads=0, random_state=None):
         self.factors = factors
         self.loss = loss
         self.optimizer = optimizer
@@ -147,6 +189,13 @@ class BPR(FoldInMixin, FactorModel):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.init_scale = init_scale
+        self.n_negatives = n_negatives
+        self.temperature = temperature
+        self.margin = margin
+        self.negative_weight = negative_weight
+        self.popularity_exponent = popularity_exponent
+        self.similarity = similarity
+        self.initial_accumulator_value = initial_accumulator_value
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -260,7 +309,8 @@ class BPR(FoldInMixin, FactorModel):
         # The epoch orders and the kernels' per-chunk random streams.
         self._streams = (np.random.default_rng(order_seq), spawn_states(chunk_seq, N_CHUNKS))
         self._opt_state = OptimizerState.fresh(recipe.optimizer, self._user_factors.shape,
-                                               self._item_factors.shape)
+                                               self._item_factors.shape,
+                                               recipe.initial_accumulator_value)
         self.n_epochs_done_ = 0
         self.history_ = []
         self.user_map_ = self.item_map_ = None
@@ -269,7 +319,8 @@ class BPR(FoldInMixin, FactorModel):
     def _reset_optimizer_state(self, optimizer=None):
         self._opt_state = OptimizerState.fresh(optimizer or self._opt_state.optimizer,
                                                self._user_factors.shape,
-                                               self._item_factors.shape)
+                                               self._item_factors.shape,
+                                               self._recipe().initial_accumulator_value)
 
     def _check_layout(self, recipe):
         """Refuse a recipe whose width or bias differs from the current factors'."""

@@ -15,6 +15,7 @@ from bpr_numba._kernels.losses import LOSSES
 from bpr_numba._kernels.losses import loss_and_grad as _jit_loss_and_grad
 from bpr_numba._kernels.optim import dot
 from bpr_numba._kernels.rng import next_below as _jit_next_below
+from bpr_numba._kernels.rng import next_unit as _jit_next_unit
 from bpr_numba._training import adam_bias_correction
 
 F32 = np.float32
@@ -210,3 +211,147 @@ def keras_epochs(U, V, users, positives, negatives, batch_size, epochs, lr=0.001
                 state[v] = beta_2 * state[v] + (F32(1) - beta_2) * G * G
                 W -= alpha * state[m] / (np.sqrt(state[v]) + eps)
     return U, V, state
+
+
+# ---------------------------------------------------------------- listwise twins
+def draw_alias(state, prob, alias):
+    """Walker's alias draw: a uniform column, kept with probability ``prob``, else its alias."""
+    state, k = next_below(state, len(prob))
+    state, x = _jit_next_unit(np.uint64(state))
+    return np.uint64(state), int(k if x < prob[k] else alias[k])
+
+
+def alias_distribution(prob, alias):
+    """The distribution an alias table draws from: ``(prob[k] + sum of alias mass) / n``."""
+    n = len(prob)
+    p = np.asarray(prob, np.float64) / n
+    np.add.at(p, np.asarray(alias), (1.0 - np.asarray(prob, np.float64)) / n)
+    return p
+
+
+def listwise_loss(loss, s_p, s_neg, log_q, temperature=1.0, margin=0.9, negative_weight=150.0,
+                  first=0, n_items=None):
+    """One positive's loss against the shared list, from the papers' formulas (float64).
+
+    For "warp", ``first`` is where the scan of the list starts.
+    """
+    s_neg = np.asarray(s_neg, np.float64)
+    if loss == "softmax":
+        z_p = s_p / temperature
+        z = s_neg / temperature - np.asarray(log_q, np.float64)
+        return -(z_p - np.logaddexp(z_p, np.logaddexp.reduce(z)))
+    if loss == "ccl":
+        return (1.0 - s_p) + negative_weight / len(s_neg) * np.maximum(0.0, s_neg - margin).sum()
+    n = len(s_neg)
+    for tries in range(1, n + 1):
+        s_j = s_neg[(first + tries - 1) % n]
+        if s_j > s_p - 1.0:
+            return math.log(max(1.0, math.floor((n_items - 1) / tries))) * (1.0 - s_p + s_j)
+    return 0.0
+
+
+def _numeric_score_gradients(loss, s_pos, s_neg, log_q, w, kw):
+    """d(sum_p w_p loss_p)/d(s_p) and /d(s_j) by central differences (float64)."""
+    h = 1e-6
+
+    def total(sp, sn):
+        return sum(w[a] * listwise_loss(loss, sp[a], sn, log_q, first=kw["firsts"][a],
+                                        **kw["params"]) for a in range(len(sp)))
+
+    g_pos = np.zeros(len(s_pos))
+    g_neg = np.zeros(len(s_neg))
+    for a in range(len(s_pos)):
+        up, down = s_pos.copy(), s_pos.copy()
+        up[a] += h
+        down[a] -= h
+        g_pos[a] = (total(up, s_neg) - total(down, s_neg)) / (2 * h)
+    for t in range(len(s_neg)):
+        up, down = s_neg.copy(), s_neg.copy()
+        up[t] += h
+        down[t] -= h
+        g_neg[t] = (total(s_pos, up) - total(s_pos, down)) / (2 * h)
+    return g_pos, g_neg
+
+
+def listwise_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
+                   states, loss, opt, negatives, n_user_cols, n_negatives, lr, reg,
+                   temperature=1.0, margin=0.9, negative_weight=150.0, cosine=False,
+                   alias=None, log_q=None, weights=None,
+                   update=("user", "positive", "negative")):
+    """Serial twin of the listwise kernel; modifies U, V, the states; returns the loss sum.
+
+    Per user: draw the shared negatives (accidental hits dropped), score them
+    and the positives with the rows as they are at the user's start, take the
+    gradients of ``sum_p w_p loss_p`` with respect to the scores by central
+    differences of :func:`listwise_loss` (WARP: the list's scan starts where
+    the kernel's draw says), then step: each positive's row, the negatives'
+    rows (one step each, summed over the positives), the user row.
+    """
+    n_items = V.shape[0]
+    reg = F32(reg)
+    total = 0.0
+    params = dict(temperature=temperature, margin=margin, negative_weight=negative_weight,
+                  n_items=n_items)
+    for c in range(len(chunk_bounds) - 1):
+        state = states[c]
+        for u in user_order[chunk_bounds[c]:chunk_bounds[c + 1]]:
+            row = indices[indptr[u]:indptr[u + 1]]
+            if len(row) == 0:
+                continue
+            negs = []
+            for _ in range(n_negatives):
+                if negatives == "popularity":
+                    state, j = draw_alias(state, *alias)
+                else:
+                    state, j = draw_negative(state, row, n_items, negatives)
+                    if j < 0:
+                        break
+                if j not in set(row.tolist()):
+                    negs.append(j)
+            if not negs:
+                continue
+            lq = (np.zeros(len(negs)) if negatives != "popularity"
+                  else np.asarray([log_q[j] for j in negs], np.float64))
+            s_neg = np.array([dot(U, u, V, j) for j in negs], np.float64)
+            s_pos = np.array([dot(U, u, V, i) for i in row], np.float64)
+            w = (np.ones(len(row)) if weights is None
+                 else np.asarray(weights[indptr[u]:indptr[u + 1]], np.float64))
+            firsts = np.zeros(len(row), np.int64)
+            if loss == "warp":
+                for a in range(len(row)):
+                    state, firsts[a] = next_below(state, len(negs))
+            kw = dict(firsts=firsts, params={k: params[k] for k in params
+                                              if loss == "warp" or k != "n_items"})
+            total += sum(w[a] * listwise_loss(loss, s_pos[a], s_neg, lq, first=firsts[a],
+                                              **kw["params"]) for a in range(len(row)))
+            g_pos, g_neg = _numeric_score_gradients(loss, s_pos, s_neg, lq, w, kw)
+            u0 = U[u].astype(np.float64)
+
+            def d_own(g, own, other, score):
+                # d(g * score)/d(own): g * other, on the sphere g * (other - score * own).
+                return g * (other - score * own) if cosine else g * other
+
+            gu = np.zeros_like(u0)
+            for a, i in enumerate(row):
+                gu += d_own(g_pos[a], u0, V[i].astype(np.float64), s_pos[a])
+            for t, j in enumerate(negs):
+                gu += d_own(g_neg[t], u0, V[j].astype(np.float64), s_neg[t])
+            steps = []
+            if "positive" in update:
+                steps += [(i, g_pos[a], s_pos[a]) for a, i in enumerate(row) if g_pos[a] != 0]
+            if "negative" in update:
+                steps += [(j, g_neg[t], s_neg[t]) for t, j in enumerate(negs) if g_neg[t] != 0]
+            for item, g, score in steps:
+                gv = (d_own(g, V[item].astype(np.float64), u0, score) + reg * V[item]).astype(F32)
+                optimizer_step(opt, V, gv, item_state, item, lr)
+                if cosine:
+                    V[item] /= np.linalg.norm(V[item])
+            if "user" in update:
+                cols = slice(0, n_user_cols)
+                gu = (gu[cols] + reg * U[u, cols]).astype(F32)
+                u_row = U[u:u + 1, cols]
+                optimizer_step(opt, u_row, gu, _rows(user_state, u, cols), 0, lr)
+                if cosine:
+                    U[u, cols] /= np.linalg.norm(U[u, cols])
+        states[c] = state
+    return total

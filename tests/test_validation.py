@@ -94,7 +94,7 @@ CASES = {
     "non-finite regularization": (lambda: BPR(regularization=float("nan")).fit(X), ValueError,
                                   r"regularization must be finite"),
     "unknown loss": (lambda: BPR(loss="hinge").fit(X), ValueError,
-                     r"loss must be one of 'bpr', 'sigmoid'; got 'hinge'"),
+                     r"loss must be one of 'bpr', 'sigmoid', 'softmax', 'ccl', 'warp'; got 'hinge'"),
     "unknown optimizer": (lambda: BPR(optimizer="rmsprop").fit(X), ValueError,
                           r"optimizer must be one of 'sgd', 'adagrad', 'adam', 'dense-adam', "
                           r"'rowwise-adagrad'"),
