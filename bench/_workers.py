@@ -123,11 +123,11 @@ OURS_CONFIGS = {
                                             "negatives": "uniform"}),
     "adagrad": ("adagrad, 1 neg.", {"optimizer": "adagrad", "negative_candidates": 1}),
     "adam": ("adam, 1 neg.", {"optimizer": "adam", "negative_candidates": 1}),
-    "defaults": ("defaults (adagrad, 3 neg.)", {}),
+    "defaults": ("defaults (rowwise-adagrad, 3 neg.)", {}),
     "rowwise-adagrad": ("rowwise-adagrad, 1 neg.", {"optimizer": "rowwise-adagrad",
                                                     "negative_candidates": 1}),
-    "rowwise-defaults": ("defaults with rowwise-adagrad (3 neg.)",
-                         {"optimizer": "rowwise-adagrad"}),
+    "adagrad-defaults": ("defaults with per-element adagrad (3 neg.)",
+                         {"optimizer": "adagrad"}),
 }
 PEER_CONFIGS = {
     "implicit": [("bpr", {"learning_rate": 0.01, "regularization": 0.01}),

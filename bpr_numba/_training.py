@@ -625,6 +625,7 @@ class ListwiseTrainer(HogwildTrainer):
         u, i = state.user, state.item
         f32, f64 = np.float32, np.float64
         n_neg = r.n_negatives
+        max_row = int(row_lengths.max(initial=0))
 
         def run(first, end):
             # Scratch of this range's thread (the kernel allocates nothing).
@@ -639,6 +640,7 @@ class ListwiseTrainer(HogwildTrainer):
                    np.zeros((n_items + 63) // 64, np.uint64),
                    np.empty(n_neg, np.int64), np.empty(n_neg, np.float32),
                    np.empty(n_neg, np.float64), np.empty(n_neg, np.float64),
+                   np.empty(max_row, np.float64), np.empty(max_row, np.float32),
                    f32(r.learning_rate), f32(r.regularization), f32(LAZY_BETA_1),
                    f32(LAZY_BETA_2), f32(LAZY_EPSILON), f64(1.0 / r.temperature),
                    f64(r.margin), f64(r.negative_weight), *per_chunk)

@@ -59,7 +59,8 @@ def _run_kernel(X, U, V, ks, ki, states, order, bounds, loss, opt, negatives, n_
         np.empty(f, F32), np.empty(f, F32), np.empty((3, f), F32),
         np.zeros((n_items + 63) // 64, np.uint64), np.empty(n_negatives, np.int64),
         np.empty(n_negatives, F32), np.empty(n_negatives, np.float64),
-        np.empty(n_negatives, np.float64), F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
+        np.empty(n_negatives, np.float64), np.empty(X.shape[1], np.float64),
+        np.empty(X.shape[1], F32), F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
         1.0 / temperature, float(margin), float(negative_weight), *totals)
     return totals
 

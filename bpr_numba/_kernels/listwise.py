@@ -209,7 +209,7 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
                  item_adam_m, item_adam_v, item_adam_t, adam_alpha, states,
                  neg_code, n_user_cols, n_negatives, cosine, do_user, do_pos, do_neg, weighted,
                  grad_u, grad_v, scratch, seen, neg_items, neg_scores, neg_logq, neg_coef,
-                 lr, reg, beta_1, beta_2, epsilon, inv_temperature, margin, negative_weight,
+                 pos_coef, pos_scores, lr, reg, beta_1, beta_2, epsilon, inv_temperature, margin, negative_weight,
                  loss_sum, n_trained, n_skipped, n_refused):
     """Train chunks ``first`` to ``end - 1`` of an epoch, one step per user.
 
@@ -256,6 +256,9 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
     seen : ndarray of uint64, shape (ceil(n_items / 64),), all zero
     neg_items, neg_scores, neg_logq, neg_coef : ndarray of int64 / float32 / float64 / float64,
         shape (n_negatives,). Scratch, overwritten.
+    pos_coef, pos_scores : ndarray of float64 / float32, shape (>= longest row,)
+        Scratch, overwritten: each positive's loss gradient (unweighted) and
+        score, kept for the item steps that follow the user's positives.
     lr, reg, beta_1, beta_2, epsilon : float32
     inv_temperature, margin, negative_weight : float64
     loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
@@ -319,6 +322,8 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
                 chunk_trained += 1
                 if not np.isfinite(value):
                     ok = False
+                pos_coef[a - start] = g_p
+                pos_scores[a - start] = s_p
                 if g_p == 0.0:
                     continue
                 g = np.float32(g_p) * w
@@ -329,14 +334,6 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
                 else:
                     for f in range(n_cols):
                         grad_u[f] += g * item_factors[i, f]
-                if do_pos:
-                    _row_gradient(grad_v, g, user_factors, u, item_factors, i, s_p, n_cols,
-                                  cosine, reg)
-                    ok &= row_update(item_factors, i, grad_v, n_cols,  # noqa: F821
-                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                    if cosine:
-                        normalise_row(item_factors, i, n_cols)
             loss_finish(acc, pre, neg_scores, neg_logq, neg_coef, n_neg,  # noqa: F821
                         inv_temperature, margin, negative_weight)
             # The negatives' share of the user's gradient, from their rows before their steps.
@@ -352,19 +349,39 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
                 else:
                     for f in range(n_cols):
                         grad_u[f] += gj * item_factors[j, f]
-            if do_neg:
-                for t in range(n_neg):
-                    gj = neg_coef[t]
-                    if gj == 0.0:
+            # The item steps, positives then negatives, at one call site (every
+            # inlined copy of a row update costs about a second of first-call
+            # compile). Each gradient uses its row before its own step and the
+            # rows are distinct (a CSR row has no repeats, accidental hits were
+            # dropped), so the positives' steps need not happen inside their loop.
+            n_pos = stop - start
+            for t in range(n_pos + n_neg):
+                if t < n_pos:
+                    if not do_pos:
                         continue
-                    j = neg_items[t]
-                    _row_gradient(grad_v, gj, user_factors, u, item_factors, j,
-                                  neg_scores[t], n_cols, cosine, reg)
-                    ok &= row_update(item_factors, j, grad_v, n_cols,  # noqa: F821
-                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                    if cosine:
-                        normalise_row(item_factors, j, n_cols)
+                    if pos_coef[t] == 0.0:
+                        continue
+                    row = np.int64(indices[start + t])
+                    w = weights[start + t] if weighted else np.float32(1.0)
+                    # float64 from here: the product of two float32 values is exact
+                    # in float64, so _row_gradient rounds it as before.
+                    gr = np.float64(np.float32(pos_coef[t]) * w)
+                    score = pos_scores[t]
+                else:
+                    if not do_neg:
+                        break
+                    row = neg_items[t - n_pos]
+                    gr = neg_coef[t - n_pos]
+                    score = neg_scores[t - n_pos]
+                if gr == 0.0:
+                    continue
+                _row_gradient(grad_v, gr, user_factors, u, item_factors, row, score, n_cols,
+                              cosine, reg)
+                ok &= row_update(item_factors, row, grad_v, n_cols,  # noqa: F821
+                                 item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                 adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                if cosine:
+                    normalise_row(item_factors, row, n_cols)
             if do_user:
                 for f in range(n_user_cols):
                     grad_u[f] += reg * user_factors[u, f]
