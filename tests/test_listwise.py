@@ -104,10 +104,11 @@ def _run_both(X, loss, opt, negatives, seed, cosine=False, bias=False, n_negativ
     return (U, V), (Ur, Vr), totals
 
 
-# Each loss with the default optimiser, and each optimiser with one loss: the row
-# updates are the per-sample kernel's leaves, twin-tested there for every
-# optimiser, and each (loss, optimiser) kernel costs seconds of compile in CI.
-TWIN_CASES = ([("softmax", opt) for opt in ("sgd", "adagrad", "rowwise-adagrad", "adam")]
+# Each loss with the default optimiser, and the optimisers' three kinds of state
+# (none, Adagrad's sums, Adam's moments and steps) with one loss: the row updates
+# are the per-sample kernel's leaves, twin-tested there for every optimiser, and
+# each (loss, optimiser) kernel costs seconds of compile in CI.
+TWIN_CASES = ([("softmax", opt) for opt in ("sgd", "rowwise-adagrad", "adam")]
               + [(loss, "rowwise-adagrad") for loss in ("ccl", "warp")])
 
 
@@ -139,7 +140,8 @@ def test_item_bias_and_weights_match_numpy_twin(loss, X, seed):
 
 def test_one_thread_run_is_bit_for_bit_reproducible():
     X = sp.random(40, 30, density=0.2, format="csr", random_state=1, dtype=np.float32)
-    a, b = (_run_both(X, "softmax", "adagrad", "popularity", 3, epochs=1)[0] for _ in range(2))
+    a, b = (_run_both(X, "softmax", "rowwise-adagrad", "popularity", 3, epochs=1)[0]
+            for _ in range(2))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
 
