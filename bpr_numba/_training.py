@@ -461,11 +461,8 @@ class HogwildTrainer:
             Loss sum, samples trained, skipped (no negative), refused (divergence).
         """
         r = self.recipe
-        order_rng, chunk_states = streams
-        row_lengths = np.diff(X.indptr)
-        trainable = np.flatnonzero(row_lengths).astype(np.int64)
-        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, order_rng)
-        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
+        chunk_states = streams[1]
+        row_lengths, user_order, chunk_bounds, n_user_cols = self._plan(X, streams, user_factors)
         f32 = np.float32
         n_chunks = chunk_states.shape[0]
         # Per-chunk totals, written by the kernel itself: a Ctrl-C raised as a
@@ -489,6 +486,14 @@ class HogwildTrainer:
         slices = call_slices(chunk_bounds, row_lengths, user_order)
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
         return np.array([float(total.sum()) for total in per_chunk])
+
+    def _plan(self, X, streams, user_factors):
+        """The epoch's order: ``(row_lengths, user_order, chunk_bounds, n_user_cols)``."""
+        row_lengths = np.diff(X.indptr)
+        trainable = np.flatnonzero(row_lengths).astype(np.int64)
+        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, streams[0])
+        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
+        return row_lengths, user_order, chunk_bounds, n_user_cols
 
     def record(self, totals, epoch, what="training", keeps=None):
         """The epoch's history record from the kernel totals; raises on divergence."""
@@ -602,11 +607,8 @@ class ListwiseTrainer(HogwildTrainer):
             (divergence: counted per user step).
         """
         r = self.recipe
-        order_rng, chunk_states = streams
-        row_lengths = np.diff(X.indptr)
-        trainable = np.flatnonzero(row_lengths).astype(np.int64)
-        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, order_rng)
-        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
+        chunk_states = streams[1]
+        row_lengths, user_order, chunk_bounds, n_user_cols = self._plan(X, streams, user_factors)
         n_items, n_cols = item_factors.shape
         cosine = r.similarity == "cosine"
         flags = (bool(update_mask & UPDATE_USER), bool(update_mask & UPDATE_POSITIVE),
