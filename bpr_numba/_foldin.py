@@ -58,6 +58,12 @@ def fold_in_recipe(model, epochs):
             "fold-in trains with the fast mode's per-sample or listwise kernel; this model uses "
             "optimizer='dense-adam' (the Keras mode). Refit with another optimizer."
         )
+    if recipe.negatives == "popularity":
+        raise ValueError(
+            "fold-in with negatives='popularity' would draw from the popularity of the rows "
+            "being folded in, not of the training data (a model keeps no item counts); "
+            "set_params(negatives='uniform') or 'unseen' for the fold-in, or refit."
+        )
     epochs = recipe.epochs if epochs is None else v.check_positive_int(epochs, "epochs")
     return recipe, epochs
 
@@ -237,7 +243,7 @@ def grow(model, side, n_rows):
                             int(model._has_bias_column), recipe.init_scale, fill)
     setattr(model, f"_{side}_factors", np.concatenate([current, extra]))
     state = model._opt_state
-    setattr(state, side, getattr(state, side).grown(n_rows))
+    setattr(state, side, getattr(state, side).grown(n_rows, recipe.initial_accumulator_value))
 
 
 class FoldInMixin:

@@ -250,13 +250,18 @@ class SideState:
             return cls(adam_t=np.zeros(n, np.int64), **moments)
         return cls(grad=np.zeros((n, f), np.float32), **moments)
 
-    def grown(self, n_rows):
-        """This state with zero rows appended up to ``n_rows`` rows (arrays in use only)."""
+    def grown(self, n_rows, initial_accumulator_value=0.0):
+        """This state with fresh rows appended up to ``n_rows`` rows (arrays in use only).
+
+        The new rows start as :meth:`fresh` makes them: Adagrad's sums at
+        ``initial_accumulator_value``, everything else at zero.
+        """
         out = {}
         for f in fields(self):
             array = getattr(self, f.name)
             if array.size and array.shape[0] < n_rows:
-                extra = np.zeros((n_rows - array.shape[0],) + array.shape[1:], array.dtype)
+                fill = initial_accumulator_value if f.name == "adagrad_sum_sq" else 0
+                extra = np.full((n_rows - array.shape[0],) + array.shape[1:], fill, array.dtype)
                 array = np.concatenate([array, extra])
             out[f.name] = array
         return SideState(**out)
@@ -536,10 +541,12 @@ def popularity_table(X, exponent):
         ``log(n_items * q_j)``: 0 for every item of a uniform distribution.
     """
     counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float64)
-    weights = np.maximum(counts, 1.0) ** exponent
-    q = weights / weights.sum()
+    # In logs: count ** exponent overflows float64 for large exponents.
+    log_w = exponent * np.log(np.maximum(counts, 1.0))
+    weights = np.exp(log_w - log_w.max())
+    log_q = log_w - log_w.max() - np.log(weights.sum())
     prob, alias = alias_table(weights)
-    return prob, alias, np.log(q * X.shape[1]).astype(np.float32)
+    return prob, alias, (log_q + np.log(X.shape[1])).astype(np.float32)
 
 
 def normalise_rows(factors, n_cols):
@@ -672,6 +679,11 @@ class DenseAdamTrainer:
                 f"loss={recipe.loss!r} is not available with optimizer='dense-adam' (the Keras "
                 f"model trains one negative per positive); use loss 'sigmoid' or 'bpr', or "
                 "another optimizer ('adagrad', 'rowwise-adagrad', 'sgd', 'adam')."
+            )
+        if recipe.similarity != "dot":
+            raise ValueError(
+                f"similarity={recipe.similarity!r} is not available with optimizer='dense-adam' "
+                "(the Keras model scores by plain dot products); set similarity='auto' or 'dot'."
             )
         if recipe.use_weights:
             raise ValueError(

@@ -137,7 +137,8 @@ class BPR(FoldInMixin, FactorModel):
     similarity : {"auto", "dot", "cosine"}
         Score of the listwise losses. "cosine" keeps every factor row at unit
         norm (normalised after each step), so the stored factors' dot products
-        are the cosines and L2 ``regularization`` has no effect; it needs
+        are the cosines and L2 ``regularization`` is mostly absorbed by the
+        normalisation; it needs
         ``item_bias=False``. "auto": "cosine" for "ccl", "dot" otherwise.
     initial_accumulator_value : float or None
         Starting value of the Adagrad accumulators (TensorFlow's name). None:

@@ -64,6 +64,13 @@ def save_arrays(path, params, user_factors, item_factors, extra=None, arrays=Non
         np.savez(fh, **entries)
 
 
+def _umask():
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path, suffix=".tmp"):
     """Write ``path`` atomically: yields a binary file open on a temporary file beside it.
@@ -81,6 +88,8 @@ def atomic_file(path, suffix=".tmp"):
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
+            # mkstemp makes the file owner-only; give it the mode open() would.
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

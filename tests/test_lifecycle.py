@@ -150,6 +150,16 @@ def _saved(tmp_path):
     return path
 
 
+def test_saved_files_get_the_mode_open_would_give(tmp_path):
+    import os
+    import stat
+
+    path = _saved(tmp_path)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0o600
+
+
 def test_load_rejects_a_truncated_file(tmp_path):
     path = _saved(tmp_path)
     data = path.read_bytes()

@@ -317,6 +317,35 @@ def test_fold_in_users_works_with_a_listwise_loss():
     assert ids.shape == (5,)
 
 
+def test_grown_rows_start_with_the_initial_accumulator():
+    train, _ = _planted()
+    model = BPR(loss="softmax", factors=8, epochs=2, num_threads=1,
+                random_state=0).fit(train, show_progress=False)
+    n = model.n_users
+    model.partial_fit_users([n, n + 1], train[:2])
+    assert_allclose(model._opt_state.user.adagrad_sum_sq[n:], F32(0.1))
+    assert model._opt_state.user.adagrad_sum_sq.shape[0] == n + 2
+
+
+def test_fold_in_with_popularity_negatives_is_refused():
+    train, _ = _planted()
+    model = BPR(loss="softmax", negatives="popularity", factors=8, epochs=1, num_threads=1,
+                random_state=0).fit(train, show_progress=False)
+    with pytest.raises(ValueError, match="popularity of the rows being folded in"):
+        model.recalculate_user(0, train[0])
+
+
+def test_popularity_table_survives_a_large_exponent():
+    from bpr_numba._training import popularity_table
+
+    X = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 0, 0]] * 700, dtype=F32))
+    prob, alias, log_q = popularity_table(X, 200.0)
+    assert np.isfinite(log_q).all() and np.isfinite(prob).all()
+    q = np.exp(log_q.astype(np.float64)) / X.shape[1]
+    assert_allclose(q.sum(), 1.0, rtol=1e-6)
+    assert q[0] > 0.999  # item 0 (2,100 positives) takes all but nothing of the mass
+
+
 @pytest.mark.parametrize("params, error, match", [
     (dict(loss="softmax", optimizer="dense-adam"), ValueError, "dense-adam"),
     (dict(loss="ccl"), ValueError, "item_bias=False"),
@@ -334,6 +363,8 @@ def test_fold_in_users_works_with_a_listwise_loss():
     (dict(loss="softmax", initial_accumulator_value=-1.0), ValueError,
      "initial_accumulator_value"),
     (dict(loss="hinge"), ValueError, "loss"),
+    (dict(loss="sigmoid", optimizer="dense-adam", item_bias=False, negatives="uniform",
+          negative_candidates=1, similarity="cosine"), ValueError, "similarity='cosine'"),
 ])
 def test_bad_listwise_parameters_are_refused(params, error, match):
     train, _ = _planted()

@@ -29,8 +29,9 @@ Losses (the leaves bound by :func:`build.specialise`), with ``s`` the scores:
 With ``cosine`` the rows are kept on the unit sphere (the caller normalises
 them once, the kernel after every step), so a dot product is the cosine; the
 gradient is the cosine's (projected on the tangent plane of each row), then
-the row is normalised again. L2 regularisation then only acts along the
-radius and is removed by the normalisation.
+the row is normalised again. L2 regularisation, added before the step, is
+then mostly absorbed by the normalisation (its radial part is; with SGD or
+row-wise Adagrad it lengthens the tangent step a little).
 """
 
 from __future__ import annotations
@@ -351,9 +352,11 @@ def _train_users(indptr, indices, weights, user_order, chunk_bounds, first, end,
                         grad_u[f] += gj * item_factors[j, f]
             # The item steps, positives then negatives, at one call site (every
             # inlined copy of a row update costs about a second of first-call
-            # compile). Each gradient uses its row before its own step and the
-            # rows are distinct (a CSR row has no repeats, accidental hits were
-            # dropped), so the positives' steps need not happen inside their loop.
+            # compile). A positive's gradient uses its row before its step, and
+            # the positives are distinct rows that are never negatives (a CSR row
+            # has no repeats, accidental hits were dropped), so their steps need
+            # not happen inside their loop. A negative drawn twice is stepped
+            # twice, in draw order, as its twin does.
             n_pos = stop - start
             for t in range(n_pos + n_neg):
                 if t < n_pos:
