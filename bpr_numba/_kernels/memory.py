@@ -10,7 +10,7 @@ result, only when the memory arrives.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -50,3 +50,10 @@ def prefetch_row(typingctx, array, row):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+if config.DISABLE_JIT:
+    # NUMBA_DISABLE_JIT=1 runs the kernels as Python (coverage, debugging), where an
+    # intrinsic cannot run; a prefetch is only a hint, so there it does nothing.
+    def prefetch_row(array, row):  # noqa: F811
+        """Nothing (pure Python: see above)."""
