@@ -212,7 +212,7 @@ class BPR(FoldInMixin, FactorModel):
           row-wise Adagrad).
         - ``"quality"``: 20 epochs and candidates scaled to
           the catalogue (``negative_candidates="auto"``), for the best ranking
-          quality on large catalogues; 2x (small catalogues) to 20x (50k items)
+          quality on large catalogues; 2x (small catalogues) to about 8x (Gowalla, 41k items)
           the training time of "fast".
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
