@@ -19,6 +19,24 @@ from bpr_numba._kernels.rng import next_unit as _jit_next_unit
 from bpr_numba._training import adam_bias_correction
 
 F32 = np.float32
+
+
+def optimizer_state(shape, opt, initial_accumulator=0.0):
+    """Kernel state arrays of ``opt`` for factors of ``shape``, and a copy for the twin.
+
+    Returns ``(kernel, ref)``: ``kernel`` has every key (``sum_sq``, ``m``, ``v``,
+    ``t``), unused ones as empty placeholders; ``ref`` copies the ones in use.
+    """
+    empty2, empty1 = np.zeros((0, 0), F32), np.zeros(0, np.int64)
+    n = shape[0]
+    kernel = dict(sum_sq=empty2, m=empty2, v=empty2, t=empty1)
+    if opt == "adagrad":
+        kernel["sum_sq"] = np.full(shape, initial_accumulator, F32)
+    elif opt == "rowwise-adagrad":
+        kernel["sum_sq"] = np.full((n, 1), initial_accumulator, F32)
+    elif opt == "adam":
+        kernel.update(m=np.zeros(shape, F32), v=np.zeros(shape, F32), t=np.zeros(n, np.int64))
+    return kernel, {k: a.copy() for k, a in kernel.items() if a.size}
 _ADAM_TABLE = adam_bias_correction(0.9, 0.999)
 
 

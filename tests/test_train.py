@@ -57,20 +57,7 @@ def test_bpr_loss_is_stable_for_large_margins():
 
 
 def _state(shape, opt):
-    empty2, empty1 = np.zeros((0, 0), F32), np.zeros(0, np.int64)
-    n = shape[0]
-    kernel = dict(sum_sq=empty2, m=empty2, v=empty2, t=empty1)
-    ref = {}
-    if opt == "adagrad":
-        kernel["sum_sq"] = np.zeros(shape, F32)
-        ref = {"sum_sq": kernel["sum_sq"].copy()}
-    elif opt == "rowwise-adagrad":
-        kernel["sum_sq"] = np.zeros((n, 1), F32)
-        ref = {"sum_sq": kernel["sum_sq"].copy()}
-    elif opt == "adam":
-        kernel.update(m=np.zeros(shape, F32), v=np.zeros(shape, F32), t=np.zeros(n, np.int64))
-        ref = {"m": kernel["m"].copy(), "v": kernel["v"].copy(), "t": kernel["t"].copy()}
-    return kernel, ref
+    return reference.optimizer_state(shape, opt)
 
 
 _UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UPDATE_NEGATIVE}
