@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 
 
 from bpr_numba._kernels.hogwild import UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE, UPDATE_USER
-from bpr_numba._kernels.losses import LOSSES, loss_and_grad
+from bpr_numba._kernels.losses import LOSSES, loss_and_grad, loss_parts
 from bpr_numba._kernels.optim import OPTIMIZERS, dot
 from bpr_numba._kernels.sampling import NEGATIVES
 from bpr_numba._training import adam_bias_correction, plan_epoch, train_epoch_chunks
@@ -183,13 +183,17 @@ def test_frozen_rows_do_not_move():
             assert not np.array_equal(V[~positives], V0[~positives])
 
 
-def test_one_sgd_step_is_the_textbook_update():
+@pytest.mark.parametrize("user_scale, item_scale", [
+    (1.0, 1.0),  # the fused one-pass SGD step
+    (1e-20, 1e19),  # squares overflow float32: the bound fails, the checked row updates step
+])
+def test_one_sgd_step_is_the_textbook_update(user_scale, item_scale):
     # One user, item 0 positive, item 1 the only unseen item: the sample is (0, 0, 1).
     import scipy.sparse as sp
 
     X = sp.csr_matrix(np.array([[1, 0]], F32))
-    U = np.array([[0.1, -0.2, 0.3]], F32)
-    V = np.array([[0.2, 0.1, -0.1], [-0.3, 0.2, 0.4]], F32)
+    U = np.array([[0.1, -0.2, 0.3]], F32) * F32(user_scale)
+    V = np.array([[0.2, 0.1, -0.1], [-0.3, 0.2, 0.4]], F32) * F32(item_scale)
     u0, p0, n0 = U[0].copy(), V[0].copy(), V[1].copy()
     lr, reg = 0.1, 0.01
     e = np.zeros((0, 0), F32)
@@ -200,11 +204,57 @@ def test_one_sgd_step_is_the_textbook_update():
                         e, e, e, e, t, e, e, t, states, ADAM_ALPHA, LOSSES["bpr"], OPTIMIZERS["sgd"],
                         NEGATIVES["unseen"], 3, 1, UPDATE_ALL, F32(lr), F32(reg), F32(0.9), F32(0.999),
                         F32(1e-8))
+    u0, p0, n0 = (a.astype(np.float64) for a in (u0, p0, n0))
     x = float(u0 @ (p0 - n0))
     g = -1.0 / (1.0 + math.exp(x))  # d/dx of -log sigmoid(x)
     assert_allclose(U[0], u0 - lr * (g * (p0 - n0) + reg * u0), rtol=1e-5)
     assert_allclose(V[0], p0 - lr * (g * u0 + reg * p0), rtol=1e-5)
     assert_allclose(V[1], n0 - lr * (-g * u0 + reg * n0), rtol=1e-5)
+
+
+def test_sgd_step_that_would_overflow_is_refused():
+    # Item rows near float32's maximum and a step (reg -1 grows them by half)
+    # that pushes one past it: neither the fused step nor the checked one may
+    # write an infinity.
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1, 0]], F32))
+    U = np.array([[1e-30, 1e-30, 1e-30]], F32)
+    V = np.array([[3e38, 3e38, 3e38], [2e38, 2e38, 2e38]], F32)  # i - j is finite
+    V0 = V.copy()
+    e = np.zeros((0, 0), F32)
+    t = np.zeros(0, np.int64)
+    totals = train_epoch_chunks(
+        X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32),
+        np.array([0], np.int64), np.array([0, 1], np.int64), U, V, e, e, e, e, t, e, e, t,
+        np.zeros(1, np.uint64), ADAM_ALPHA, LOSSES["bpr"], OPTIMIZERS["sgd"],
+        NEGATIVES["unseen"], 3, 1, UPDATE_ALL, F32(0.5), F32(-1.0), F32(0.9), F32(0.999),
+        F32(1e-8))
+    assert totals[3].sum() == 1  # refused
+    # The positive's row would overflow: kept. (The checked updates judge each
+    # row alone, so the negative's finite step is applied.)
+    assert np.array_equal(V[0], V0[0]) and np.all(np.isfinite(V)) and np.all(np.isfinite(U))
+
+
+def test_loss_parts_give_the_loss():
+    # The kernel sums a and multiplies b: a + log(b) must be the loss, dx its gradient.
+    for loss, code in LOSSES.items():
+        for x in np.linspace(-60.0, 60.0, 241):
+            value, grad = loss_and_grad(code, x)
+            dx, a, b = loss_parts(code, x)
+            assert 1.0 <= b <= 2.0
+            assert_allclose(a + math.log(b), value, rtol=1e-12, atol=1e-15)
+            assert dx == grad
+
+
+def test_long_epoch_loss_sum_matches_twin():
+    # 3,000 samples of b ~ 2: the product of b passes the kernel's limit (1e300)
+    # twice, so the rare folding of its log into the sum is exercised.
+    import scipy.sparse as sp
+
+    X = sp.random(1, 6000, density=0.5, format="csr", random_state=1, dtype=np.float32)
+    X.data[:] = 1.0
+    _run_both(X, "sgd", "bpr", "unseen", 1, True, seed=3, epochs=1, lr=0.001)
 
 
 @given(X=sparse_interactions(max_users=10, max_items=12), seed=st.integers(0, 2**31))

@@ -12,14 +12,16 @@ reproducible.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 from .build import NoAliasCompiler, specialise
-from .losses import loss_and_grad
+from .losses import loss_parts
 from .memory import prefetch_row
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
-                    dot)
+                    diff_dot, dot, sgd_triplet, sum_sq3)
 from .rng import next_below
 from .sampling import NEG_UNSEEN, draw_negative, mark_row
 
@@ -30,6 +32,10 @@ UPDATE_USER = 1
 UPDATE_POSITIVE = 2
 UPDATE_NEGATIVE = 4
 UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
+
+# The product of loss_parts' b (each in [1, 2]) is folded into the loss sum
+# before it could overflow float64 (about 1.8e308).
+_PRODUCT_LIMIT = 1e300
 
 
 def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, user_factors,
@@ -104,8 +110,9 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     n_skipped : ndarray of int64, shape (n_chunks,)
         Samples without any negative (the user has every item).
     n_refused : ndarray of int64, shape (n_chunks,)
-        Samples with a non-finite loss or a row step refused because it would
-        have made a factor non-finite (divergence): the factors stay finite.
+        Samples with a non-finite score difference (not trained) or a row
+        step refused because it would have made a factor non-finite
+        (divergence): the factors stay finite.
         Outputs: per-chunk totals, written in place.
 
     Modifies
@@ -131,6 +138,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
         chunk_trained = 0
         chunk_skipped = 0
         chunk_refused = 0
+        loss_product = 1.0  # of the loss_parts b: the sum of their logs, taken rarely
         for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
             u = user_order[k]
             start = indptr[u]
@@ -190,45 +198,73 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                         if pool_scores[q2] > pool_scores[q]:
                             q = q2
                     j = pool_items[q]
-                    best = dot(user_factors, u, item_factors, j)
+                    x = dot(user_factors, u, item_factors, i) - \
+                        dot(user_factors, u, item_factors, j)
+                    sq = np.float32(-1.0)
                 else:
                     if n_cur == 0:
                         chunk_skipped += 1
                         continue
                     j = cand[0]
-                    best = dot(user_factors, u, item_factors, j)
-                    for t in range(1, n_cur):
-                        s2 = dot(user_factors, u, item_factors, cand[t])
-                        if s2 > best:
-                            best = s2
-                            j = cand[t]
-                x = dot(user_factors, u, item_factors, i) - best
-                value, dx = loss_and_grad(loss_code, np.float64(x))
-                chunk_loss += w * value
+                    if n_cur == 1:
+                        # One pass over the three rows: the score difference and the
+                        # squares the fused SGD step bounds its result with.
+                        x, sq = diff_dot(user_factors, u, item_factors, i, j)
+                    else:
+                        best = dot(user_factors, u, item_factors, j)
+                        for t in range(1, n_cur):
+                            s2 = dot(user_factors, u, item_factors, cand[t])
+                            if s2 > best:
+                                best = s2
+                                j = cand[t]
+                        x = dot(user_factors, u, item_factors, i) - best
+                        sq = np.float32(-1.0)
+                if not np.isfinite(x):
+                    chunk_refused += 1  # a score overflowed: the run diverges
+                    continue
+                dx, loss_a, loss_b = loss_parts(loss_code, np.float64(x))
+                if weighted:
+                    chunk_loss += w * (loss_a + math.log(loss_b))
+                else:
+                    chunk_loss += loss_a
+                    loss_product *= loss_b
+                    if loss_product > _PRODUCT_LIMIT:
+                        chunk_loss += math.log(loss_product)
+                        loss_product = 1.0
                 chunk_trained += 1
                 if i == j:
                     continue  # x is 0 and the data gradients cancel: nothing to learn
                 g = np.float32(dx) * w
-                for f in range(n_cols):
-                    uf = user_factors[u, f]
-                    grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
-                    grad_i[f] = g * uf + reg * item_factors[i, f]
-                    grad_j[f] = reg * item_factors[j, f] - g * uf
-                ok = True
-                if do_user:
-                    ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
-                                     user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                if do_pos:
-                    ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
-                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                if do_neg:
-                    ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
-                                     item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                     adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                if not ok or not np.isfinite(value):
-                    chunk_refused += 1
+                stepped = False
+                if FUSED_SGD and do_user and do_pos and do_neg:  # noqa: F821
+                    # Plain SGD of the whole triplet in one pass over its rows,
+                    # when no new value can leave float32's range (else the
+                    # checked row updates below, which refuse such a step).
+                    if sq < 0:
+                        sq = sum_sq3(user_factors, u, item_factors, i, j)
+                    stepped = sgd_triplet(user_factors, u, item_factors, i, j, n_user_cols, g,
+                                          lr, reg, sq)
+                if not stepped:
+                    for f in range(n_cols):
+                        uf = user_factors[u, f]
+                        grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
+                        grad_i[f] = g * uf + reg * item_factors[i, f]
+                        grad_j[f] = reg * item_factors[j, f] - g * uf
+                    ok = True
+                    if do_user:
+                        ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
+                                         user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    if do_pos:
+                        ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
+                                         item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    if do_neg:
+                        ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
+                                         item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                    if not ok:
+                        chunk_refused += 1
                 if WITH_POOL:  # noqa: F821
                     # The chosen entry's score after its step: a stale high score
                     # would make it chosen again for the user's next positives.
@@ -236,7 +272,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
             if neg_code == NEG_UNSEEN:
                 mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
-        loss_sum[c] = chunk_loss
+        loss_sum[c] = chunk_loss + math.log(loss_product)
         n_trained[c] = chunk_trained
         n_skipped[c] = chunk_skipped
         n_refused[c] = chunk_refused
@@ -259,7 +295,8 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
 def _compiled(name, row_update, with_pool):
     return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
                 pipeline_class=NoAliasCompiler)(
-        specialise(_train_chunks, name, row_update=row_update, WITH_POOL=with_pool))
+        specialise(_train_chunks, name, row_update=row_update, WITH_POOL=with_pool,
+                   FUSED_SGD=row_update is ROW_UPDATES[OPT_SGD]))
 
 
 #: The per-sample kernel of each optimiser code. Each is compiled (and cached)

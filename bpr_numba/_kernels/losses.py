@@ -32,3 +32,22 @@ def loss_and_grad(loss_code, x):
         # -log sigmoid(x) = log1p(exp(-x)) = log1p(e) + max(-x, 0)
         return math.log1p(e) + max(-x, 0.0), s - 1.0
     return 1.0 - s, -s * (1.0 - s)
+
+
+@njit(cache=True, inline="always")
+def loss_parts(loss_code, x):
+    """``(dloss/dx, a, b)`` with the loss ``a + log(b)``, ``1 <= b <= 2``, in float64.
+
+    What the per-sample kernel uses: it sums the ``a`` and multiplies the
+    ``b`` (taking the log of the product only when it nears float64's
+    range), so the BPR loss costs no logarithm per sample. ``b`` is
+    ``1 + exp(-|x|)`` for "bpr" (``a = max(-x, 0)``) and 1 for "sigmoid".
+    """
+    e = math.exp(-abs(x))
+    if x >= 0.0:
+        s = 1.0 / (1.0 + e)
+    else:
+        s = e / (1.0 + e)
+    if loss_code == LOSS_BPR:
+        return s - 1.0, max(-x, 0.0), 1.0 + e
+    return -s * (1.0 - s), 1.0 - s, 1.0

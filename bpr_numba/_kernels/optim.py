@@ -127,6 +127,47 @@ def adam_row(params, row, grad, n_cols, adagrad_sum_sq, adam_m, adam_v, adam_t, 
     return ok
 
 
+# Largest bound on a fused step's new values that is still accepted: far enough
+# below float32's maximum that the rounding of the step cannot reach it.
+_FUSED_LIMIT = np.float32(1e37)
+
+
+@njit(cache=True, inline="always")
+def sgd_triplet(users, u, items, i, j, n_user_cols, g, lr, reg, sq):
+    """Plain SGD of a whole triplet ``(u, i, j)`` in one pass; False if not applied.
+
+    The three steps of :func:`sgd_row` (for the user's ``n_user_cols``
+    trained columns and the full item rows), with the same arithmetic, so the
+    same new values, given the data gradient ``g`` (of the loss by ``x = u.i -
+    u.j``): ``u -= lr (g (i - j) + reg u)``, ``i -= lr (g u + reg i)``,
+    ``j -= lr (-g u + reg j)``. Rather than checking every new value (a
+    second pass), it bounds them first: with ``sq`` the sum of the squares of
+    the three rows (``sum_sq3``/``diff_dot``; infinite or NaN when they are
+    huge), no value of the three rows exceeds ``m = sqrt(sq)`` in magnitude and
+    no new value exceeds ``m (1 + |lr| (2 |g| + |reg|))``. When that bound is
+    not below ``_FUSED_LIMIT`` nothing is written and False is returned: the
+    caller then takes the checked row updates, which refuse a step that would
+    overflow.
+    """
+    bound = np.sqrt(sq) * (np.float32(1.0) + abs(lr) * (np.float32(2.0) * abs(g) + abs(reg)))
+    if not bound < _FUSED_LIMIT:
+        return False
+    for f in range(n_user_cols):
+        uf = users[u, f]
+        pf = items[i, f]
+        nf = items[j, f]
+        users[u, f] = uf - lr * (g * (pf - nf) + reg * uf)
+        items[i, f] = pf - lr * (g * uf + reg * pf)
+        items[j, f] = nf - lr * (reg * nf - g * uf)
+    for f in range(n_user_cols, items.shape[1]):  # the item bias against a constant 1
+        uf = users[u, f]
+        pf = items[i, f]
+        nf = items[j, f]
+        items[i, f] = pf - lr * (g * uf + reg * pf)
+        items[j, f] = nf - lr * (reg * nf - g * uf)
+    return True
+
+
 #: Row update of each per-sample optimiser, by code.
 ROW_UPDATES = {OPT_SGD: sgd_row, OPT_ADAGRAD: adagrad_row,
                OPT_ADAGRAD_ROWWISE: rowwise_adagrad_row, OPT_ADAM: adam_row}
@@ -153,3 +194,26 @@ def dot(a, r, b, q):
     return x
 
 
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def diff_dot(a, r, b, p, q):
+    """``(a[r].b[p] - a[r].b[q], |a[r]|^2 + |b[p]|^2 + |b[q]|^2)`` in one pass, float32."""
+    x = np.float32(0.0)
+    sq = np.float32(0.0)
+    for f in range(a.shape[1]):
+        af = a[r, f]
+        bp = b[p, f]
+        bq = b[q, f]
+        x += af * (bp - bq)
+        sq += af * af + bp * bp + bq * bq
+    return x, sq
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def sum_sq3(a, r, b, p, q):
+    """``|a[r]|^2 + |b[p]|^2 + |b[q]|^2`` in float32 (NaN and inf propagate)."""
+    sq = np.float32(0.0)
+    for f in range(a.shape[1]):
+        sq += a[r, f] * a[r, f] + b[p, f] * b[p, f] + b[q, f] * b[q, f]
+    return sq
