@@ -45,6 +45,8 @@ from ._scoring import evaluate_factors, mean_over_users, metric_codes
 N_CHUNKS = 256
 # Samples per kernel call: the Python loop between calls is where Ctrl-C lands.
 SAMPLES_PER_CALL = 2_000_000
+# negative_candidates=None: candidates scored per epoch at most (see Recipe.candidates_for).
+CANDIDATE_BUDGET = 35_000_000
 # Triplets per dense-adam kernel call, for the same reason.
 TRIPLETS_PER_CALL = 200_000
 # Used when learning_rate is None: the optimiser's own default.
@@ -94,16 +96,17 @@ DEFAULT_INITIAL_ACCUMULATOR = {"bpr": 0.0, "sigmoid": 0.0, "softmax": 0.1, "ccl"
 
 # ------------------------------------------------------------------ recipe
 def _check_candidates(value):
+    if value is None:
+        return value
     if isinstance(value, str):
         if value != "auto":
-            raise ValueError(f"negative_candidates must be a positive integer or 'auto'; "
+            raise ValueError(f"negative_candidates must be a positive integer, 'auto' or None; "
                              f"got {value!r}.")
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"negative_candidates must be a positive integer or 'auto'; "
+        raise TypeError(f"negative_candidates must be a positive integer, 'auto' or None; "
                         f"got {value!r} ({v.type_name(value)}).")
     return v.check_positive_int(value, "negative_candidates")
-
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Recipe:
     regularization: float
     epochs: int
     negatives: str
-    negative_candidates: int | str
+    negative_candidates: int | str | None
     negative_pool: int
     item_bias: bool
     use_weights: bool
@@ -185,17 +188,23 @@ class Recipe:
         trainer_for(recipe).check(recipe)
         return recipe
 
-    def candidates_for(self, n_items):
-        """Candidate negatives per positive for a catalogue of ``n_items`` ("auto" resolved).
+    def candidates_for(self, n_items, n_samples):
+        """Candidate negatives per positive, for ``n_samples`` positives of ``n_items`` items.
 
         "auto" scans about one item in 800 (3 to 50 candidates): the hard
         negatives of a large catalogue pay (Gowalla, 41k items: 50), while on a
         small one the best scored of many candidates is too often a future
-        positive (MovieLens 100k, 1.7k items: 3, the default).
+        positive (MovieLens 100k, 1.7k items: 3). None (the default) is "auto"
+        within a budget: an epoch scores at most ``CANDIDATE_BUDGET`` (35M)
+        candidates, and at least 3 per positive, so large data sets keep the
+        speed of 3 candidates (10M positives: 3; Gowalla's 810k: 43).
         """
-        if self.negative_candidates != "auto":
+        if self.negative_candidates is not None and self.negative_candidates != "auto":
             return self.negative_candidates
-        return int(min(50, max(3, round(n_items / 800))))
+        scaled = int(min(50, max(3, round(n_items / 800))))
+        if self.negative_candidates == "auto":
+            return scaled
+        return min(scaled, max(3, CANDIDATE_BUDGET // max(int(n_samples), 1)))
 
     @property
     def keras_mode(self):
@@ -483,7 +492,7 @@ class HogwildTrainer:
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
                 chunk_states[first:end], LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
-                n_user_cols, r.candidates_for(X.shape[1]), update_mask, f32(r.learning_rate),
+                n_user_cols, r.candidates_for(X.shape[1], X.nnz), update_mask, f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool,
                 tuple(total[first:end] for total in per_chunk))
@@ -586,12 +595,12 @@ class ListwiseTrainer(HogwildTrainer):
                 f"similarity='cosine' (loss={recipe.loss!r}) keeps the factor rows at unit "
                 "norm and has no item bias; set item_bias=False."
             )
-        if recipe.negative_candidates not in (1, 3, "auto") or recipe.negative_pool:
+        if recipe.negative_candidates not in (None, 1, 3, "auto") or recipe.negative_pool:
             raise ValueError(
                 f"loss={recipe.loss!r} draws n_negatives ({recipe.n_negatives}) negatives per "
                 f"user instead of candidates; got negative_candidates="
                 f"{recipe.negative_candidates!r} and negative_pool={recipe.negative_pool}, "
-                "expected the defaults (3 and 0)."
+                "expected the defaults (None and 0)."
             )
 
     def _table(self, X):

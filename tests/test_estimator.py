@@ -211,9 +211,20 @@ def test_auto_candidates_scale_with_the_catalogue():
     from bpr_numba._training import Recipe
 
     recipe = Recipe.check(BPR(negative_candidates="auto").get_params())
-    assert [recipe.candidates_for(n) for n in (300, 1683, 8000, 40981, 10**6)] == \
-        [3, 3, 10, 50, 50]
-    assert Recipe.check(BPR(negative_candidates=7).get_params()).candidates_for(10**6) == 7
+    catalogues = (300, 1683, 8000, 40981, 10**6)
+    assert [recipe.candidates_for(n, 10**7) for n in catalogues] == [3, 3, 10, 50, 50]
+    # The default (None): "auto" within 35M candidates an epoch, at least 3.
+    default = Recipe.check(BPR().get_params())
+    assert [default.candidates_for(n, 810_128) for n in catalogues] == [3, 3, 10, 43, 43]
+    assert [default.candidates_for(40981, n) for n in (1, 10**6, 5 * 10**6, 10**7, 10**9)] == \
+        [50, 35, 7, 3, 3]
+    assert Recipe.check(BPR(negative_candidates=7).get_params()).candidates_for(10**6, 1) == 7
+    # fit resolves the default on the matrix it trains: 8,000 items, few positives -> 10.
+    X = sp.random(40, 8000, density=0.002, format="csr", random_state=0, dtype=np.float32)
+    fits = [BPR(factors=4, epochs=2, num_threads=1, random_state=0, **extra).fit(X)
+            for extra in ({}, {"negative_candidates": 10}, {"negative_candidates": 3})]
+    assert np.array_equal(fits[0].item_factors, fits[1].item_factors)
+    assert not np.array_equal(fits[0].item_factors, fits[2].item_factors)
     for bad, error in (("AUTO", ValueError), (True, TypeError), (0, ValueError), (2.5, TypeError)):
         with pytest.raises(error, match="negative_candidates"):
             BPR(negative_candidates=bad).fit(_planted_blocks()[0])
