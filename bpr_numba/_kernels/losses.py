@@ -18,16 +18,18 @@ LOSSES = {"bpr": LOSS_BPR, "sigmoid": LOSS_SIGMOID}
 
 
 @njit(cache=True, inline="always")
-def loss_and_grad(loss_code, x):
-    """Return ``(loss, dloss/dx)`` in float64 for the score difference ``x``.
-
-    One ``exp(-|x|)`` serves the sigmoid and the loss, and never overflows.
-    """
+def _sigmoid(x):
+    """``(sigmoid(x), exp(-|x|))``: one exponential that never overflows."""
     e = math.exp(-abs(x))
     if x >= 0.0:
-        s = 1.0 / (1.0 + e)
-    else:
-        s = e / (1.0 + e)
+        return 1.0 / (1.0 + e), e
+    return e / (1.0 + e), e
+
+
+@njit(cache=True, inline="always")
+def loss_and_grad(loss_code, x):
+    """Return ``(loss, dloss/dx)`` in float64 for the score difference ``x``."""
+    s, e = _sigmoid(x)
     if loss_code == LOSS_BPR:
         # -log sigmoid(x) = log1p(exp(-x)) = log1p(e) + max(-x, 0)
         return math.log1p(e) + max(-x, 0.0), s - 1.0
@@ -43,11 +45,7 @@ def loss_parts(loss_code, x):
     range), so the BPR loss costs no logarithm per sample. ``b`` is
     ``1 + exp(-|x|)`` for "bpr" (``a = max(-x, 0)``) and 1 for "sigmoid".
     """
-    e = math.exp(-abs(x))
-    if x >= 0.0:
-        s = 1.0 / (1.0 + e)
-    else:
-        s = e / (1.0 + e)
+    s, e = _sigmoid(x)
     if loss_code == LOSS_BPR:
         return s - 1.0, max(-x, 0.0), 1.0 + e
     return -s * (1.0 - s), 1.0 - s, 1.0
