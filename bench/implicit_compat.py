@@ -4,9 +4,10 @@ For each data set, the parent process (this project's interpreter) builds the
 train/test split, writes it to a temporary folder, and runs one worker
 subprocess per library: implicit's in ``--peers-python`` (a virtualenv with
 implicit, never a dependency), ours in this interpreter. Each worker fits
-once with the given parameters (implicit's defaults unless changed) and
-``show_progress=False``, times ``fit`` with ``time.perf_counter`` and writes
-the factors back. Our worker first fits a tiny matrix once so the numba
+``--repeats`` times (1 by default) with the given parameters (implicit's
+defaults unless changed) and ``show_progress=False``, times each ``fit`` with
+``time.perf_counter``, reports the median and writes the last fit's factors
+back. Our worker first fits a tiny matrix once so the numba
 kernels are compiled or loaded from the cache before the timed fit. The
 parent scores both factor pairs with ``bpr_numba.metrics.auc_score((U, V),
 test, train)`` and writes one JSON record to ``bench/results/``.
@@ -15,6 +16,7 @@ Examples::
 
     python bench/implicit_compat.py --datasets ml-100k
     python bench/implicit_compat.py --datasets ml-100k synthetic --synthetic-iterations 10
+    python bench/implicit_compat.py --datasets ml-100k --threads 2 --repeats 5
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def parse_args(argv=None):
                         "when the machine is busy")
     p.add_argument("--threads", type=int, default=0, help="num_threads of both (0 = all cores)")
     p.add_argument("--seed", type=int, default=0, help="random_state of both models")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="fits per library (each worker fits this many times, one after the "
+                        "other, and reports the median fit seconds; the last fit's factors "
+                        "are scored)")
     p.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
                    help="interpreter with implicit installed")
     p.add_argument("--out", type=Path, default=HERE / "results")
@@ -77,13 +83,17 @@ def worker(args):
         version = bpr_numba.__version__
         warm = sp.random(50, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
         BayesianPersonalizedRanking(**{**params, "iterations": 1}).fit(warm, show_progress=False)
-    model = BayesianPersonalizedRanking(**params)
-    start = time.perf_counter()
-    model.fit(train, show_progress=False)
-    seconds = time.perf_counter() - start
+    times = []
+    for _ in range(args.repeats):
+        model = BayesianPersonalizedRanking(**params)
+        start = time.perf_counter()
+        model.fit(train, show_progress=False)
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
     np.savez(args.folder / f"{args.worker}.npz", user_factors=np.asarray(model.user_factors),
              item_factors=np.asarray(model.item_factors))
     print(json.dumps({"library": args.worker, "version": version, "fit_seconds": seconds,
+                      "fit_seconds_all": times,
                       "samples_per_second": train.nnz * args.iterations / seconds}))
 
 
@@ -91,7 +101,8 @@ def run_worker(python, args, lib, folder, iterations):
     cmd = [python, str(Path(__file__).resolve()), "--worker", lib, "--folder", str(folder),
            "--factors", str(args.factors), "--learning-rate", str(args.learning_rate),
            "--regularization", str(args.regularization), "--iterations", str(iterations),
-           "--threads", str(args.threads), "--seed", str(args.seed)]
+           "--threads", str(args.threads), "--seed", str(args.seed),
+           "--repeats", str(args.repeats)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -159,6 +170,7 @@ def main(argv=None):
             results.append(row)
     commit, dirty = git_state(HERE)
     record = {"bench": "implicit_compat", "argv": sys.argv[1:],
+              "repeats": args.repeats,
               "params": {"factors": args.factors, "learning_rate": args.learning_rate,
                          "regularization": args.regularization, "threads": args.threads,
                          "seed": args.seed},
