@@ -29,9 +29,9 @@ def _build_parser():
                             "dense Adam (lr 0.001), batches of 64; 10 epochs unless --epochs "
                             "(the same as --preset keras)")
     model.add_argument("--preset", choices=["fast", "quality", "keras"], default=None,
-                       help="a named recipe (BPR.preset): fast (the defaults), quality (20 "
-                            "epochs, candidates scaled to the catalogue), keras; the options "
-                            "below override it")
+                       help="a named recipe (BPR.preset): fast (the defaults), quality (100 "
+                            "epochs of Adagrad, more regularization, candidates scaled to the "
+                            "catalogue), keras; the options below override it")
     model.add_argument("--epochs", type=int, default=None, help="passes over the data (default: 10)")
     model.add_argument("--factors", type=int, default=None, help="factors (default: 64; --keras: 100)")
     model.add_argument("--loss", choices=["bpr", "sigmoid"], default=None)
