@@ -198,8 +198,10 @@ class Recipe:
         small one the best scored of many candidates is too often a future
         positive (MovieLens 100k, 1.7k items: 3). None (the default) is "auto"
         within a budget: an epoch scores at most ``CANDIDATE_BUDGET`` (35M)
-        candidates, and at least 3 per positive, so large data sets keep the
-        speed of 3 candidates (10M positives: 3; Gowalla's 810k: 43).
+        candidates, but at least 3 per positive (past about 11.7M positives
+        the floor wins), so large data sets keep the speed of 3 candidates
+        (10M positives: 3; Gowalla's 810k: 43). ``BPR.fit`` resolves None
+        once, on its matrix, into ``n_candidates_``.
         """
         if self.negative_candidates is not None and self.negative_candidates != "auto":
             return self.negative_candidates
@@ -439,7 +441,7 @@ class Interrupt:
 
 def _diverged(what, epoch, n_refused, recipe, keeps):
     return v.TrainingDivergedError(
-        f"{what} diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite loss "
+        f"{what} diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite score or loss "
         f"or a step that would have made factors non-finite; lower learning_rate "
         f"({recipe.learning_rate}) or raise regularization. {keeps}"
     )

@@ -8,6 +8,8 @@ persistence to :class:`~bpr_numba._model.FactorModel`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from . import _foldin
@@ -100,7 +102,8 @@ class BPR(FoldInMixin, FactorModel):
         default) is "auto" within a budget of 35M candidates scored per
         epoch (at least 3 per positive): Gowalla's 810k positives get 43,
         MovieLens 100k 3, and 10M positives 3, so large data keep the speed
-        of three candidates.
+        of three candidates. ``fit`` resolves it once, on its matrix, into
+        ``n_candidates_``, which later ``fit_partial`` calls and fold-in use.
     negative_pool : int
         0: every candidate is a fresh draw. Otherwise each user draws a pool
         of this many negatives once per epoch and scores it once (one dot
@@ -160,6 +163,12 @@ class BPR(FoldInMixin, FactorModel):
     user_factors : ndarray of float32, shape (n_users, factors [+ 1])
     item_factors : ndarray of float32, shape (n_items, factors [+ 1])
     n_epochs_done_ : int
+    n_candidates_ : int or None
+        With ``negative_candidates=None``: the candidates per positive it
+        resolved to on the matrix of the last fresh training (``fit``, or
+        ``fit_partial`` on an unfitted model), used by later ``fit_partial``
+        calls and fold-in too; None otherwise (or after ``initialize``,
+        until a training resolves it).
     user_map_, item_map_ : IdMap or None
         Raw ids of the rows and columns when fitted on an
         :class:`~bpr_numba.Interactions` (None for a plain matrix); methods
@@ -242,8 +251,24 @@ class BPR(FoldInMixin, FactorModel):
         return cls.preset("keras", **overrides)
 
     def _recipe(self):
-        """The parameters, checked (a :class:`~bpr_numba._training.Recipe`)."""
-        return Recipe.check(self.get_params())
+        """The parameters, checked (a :class:`~bpr_numba._training.Recipe`).
+
+        ``negative_candidates=None`` is the count resolved when the factors
+        were trained from scratch (``n_candidates_``), so ``fit_partial`` and
+        fold-in sample as ``fit`` did, whatever the size of their matrix.
+        """
+        recipe = Recipe.check(self.get_params())
+        resolved = getattr(self, "n_candidates_", None)
+        if recipe.negative_candidates is None and resolved is not None:
+            recipe = dataclasses.replace(recipe, negative_candidates=int(resolved))
+        return recipe
+
+    def _resolve_candidates(self, X):
+        """Fix ``n_candidates_`` from the matrix a fresh training starts on."""
+        self.n_candidates_ = None
+        recipe = self._recipe()
+        self.n_candidates_ = (recipe.candidates_for(X.shape[1], X.nnz)
+                              if recipe.negative_candidates is None else None)
 
     def _num_threads(self):
         return v.check_nonneg_int(self.num_threads, "num_threads")
@@ -319,6 +344,7 @@ class BPR(FoldInMixin, FactorModel):
                                                self._item_factors.shape,
                                                recipe.initial_accumulator_value)
         self.n_epochs_done_ = 0
+        self.n_candidates_ = None
         self.history_ = []
         self.user_map_ = self.item_map_ = None
         return self
@@ -396,6 +422,8 @@ class BPR(FoldInMixin, FactorModel):
         recipe = self._recipe()
         options = LoopOptions.check(X, validation, metric, patience, callbacks, show_progress)
         self.initialize(*X.shape)
+        self._resolve_candidates(X)
+        recipe = self._recipe()
         weights = v.check_sample_weight(X, sample_weight, recipe.use_weights)
         self._adopt_id_maps(interactions)
         self._check_same_ids(validation, "validation")
@@ -419,6 +447,8 @@ class BPR(FoldInMixin, FactorModel):
         options = LoopOptions.check(X, validation, metric, patience, callbacks, show_progress)
         if getattr(self, "_user_factors", None) is None:
             self.initialize(*X.shape)
+            self._resolve_candidates(X)
+            recipe = self._recipe()
             self._adopt_id_maps(interactions)
         else:
             v.check_same_shape(X, "interactions", self.n_users, self.n_items)
@@ -504,6 +534,8 @@ class BPR(FoldInMixin, FactorModel):
     # ------------------------------------------------------------- persistence
     def _header_extra(self):
         return {"n_epochs_done": int(self.n_epochs_done_),
+                "n_candidates": (None if getattr(self, "n_candidates_", None) is None
+                                 else int(self.n_candidates_)),
                 "history": [{k: (float(x) if isinstance(x, (float, np.floating)) else int(x))
                              for k, x in rec.items()} for rec in self.history_],
                 "has_bias_column": bool(self._has_bias_column)}
@@ -519,4 +551,6 @@ class BPR(FoldInMixin, FactorModel):
         self._user_factors = np.ascontiguousarray(users)
         self._item_factors = np.ascontiguousarray(items)
         self.n_epochs_done_ = int(header.get("n_epochs_done", 0))
+        candidates = header.get("n_candidates")
+        self.n_candidates_ = None if candidates is None else int(candidates)
         self.history_ = list(header.get("history", []))

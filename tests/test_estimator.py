@@ -234,6 +234,28 @@ def test_auto_candidates_scale_with_the_catalogue():
             for extra in ({}, {"negative_candidates": 10}, {"negative_candidates": 3})]
     assert np.array_equal(fits[0].item_factors, fits[1].item_factors)
     assert not np.array_equal(fits[0].item_factors, fits[2].item_factors)
+    assert fits[0].n_candidates_ == 10 and fits[1].n_candidates_ is None
+
+
+def test_default_candidates_follow_the_budget_and_stay_fixed_after_fit(monkeypatch, tmp_path):
+    import bpr_numba._training as training_module
+
+    X = sp.random(60, 8000, density=0.004, format="csr", random_state=1, dtype=np.float32)
+    # A budget of 4 candidates per positive of X: fit must resolve with X's nnz.
+    monkeypatch.setattr(training_module, "CANDIDATE_BUDGET", 4 * X.nnz)
+    params = dict(factors=4, epochs=2, num_threads=1, random_state=0)
+    default = BPR(**params).fit(X)
+    assert default.n_candidates_ == 4
+    explicit = BPR(negative_candidates=4, **params).fit(X)
+    assert np.array_equal(default.item_factors, explicit.item_factors)
+    # A small batch later (whose own budget would allow 10): still 4, as fit chose.
+    batch = sp.vstack([X[:5], sp.csr_matrix((55, 8000), dtype=np.float32)]).tocsr()
+    default.fit_partial(batch)
+    explicit.fit_partial(batch)
+    assert np.array_equal(default.item_factors, explicit.item_factors)
+    assert default.n_candidates_ == 4
+    default.save(tmp_path / "m.npz")
+    assert BPR.load(tmp_path / "m.npz").n_candidates_ == 4
     for bad, error in (("AUTO", ValueError), (True, TypeError), (0, ValueError), (2.5, TypeError)):
         with pytest.raises(error, match="negative_candidates"):
             BPR(negative_candidates=bad).fit(_planted_blocks()[0])

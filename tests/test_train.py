@@ -185,7 +185,7 @@ def test_frozen_rows_do_not_move():
 
 @pytest.mark.parametrize("user_scale, item_scale", [
     (1.0, 1.0),  # the fused one-pass SGD step
-    (1e-20, 1e19),  # squares overflow float32: the bound fails, the checked row updates step
+    (1e-20, 1e20),  # squares overflow float32: the bound fails, the checked row updates step
 ])
 def test_one_sgd_step_is_the_textbook_update(user_scale, item_scale):
     # One user, item 0 positive, item 1 the only unseen item: the sample is (0, 0, 1).

@@ -54,7 +54,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     threads may update the same item row at once, and one of the updates may
     be partly lost (Hogwild, Niu et al. 2011); with one thread there is no
     race and the result is reproducible. Each call covers a range of chunks
-    (``_training.train_epoch_chunks`` hands each thread a few ranges), so the
+    (``_training.train_epoch_chunks`` hands each thread one range on a small
+    epoch, up to four on a large one), so the
     Python dispatch of its ~45 arguments (about 30 us) is paid a few times
     per epoch rather than once per chunk: that dispatch was most of an epoch
     on small data (MovieLens 100k: 256 calls, 10 ms of a 17 ms epoch).

@@ -42,7 +42,12 @@ _FLOAT32_MAX = np.float32(3.4028235e38)
 # shape (3, >= n_cols)), each checked as it is made (a NaN fails
 # ``abs(x) <= max``), and written only when all are finite, so no Hogwild
 # thread ever reads a non-finite value and the check costs no extra pass over
-# the row. Returns False when the step was refused.
+# the row. Returns False when the step was refused. (Plain SGD's one-pass
+# triplet step, ``sgd_triplet``, bounds its values from the rows it read
+# first: on one thread that is as safe, but with several threads another
+# thread's write in between, in a run already near float32's maximum,
+# could let it write an infinity; the next sample reading it is refused and
+# the run reported as diverged.)
 
 
 @njit(cache=True, inline="always")
