@@ -441,8 +441,8 @@ class Interrupt:
 
 def _diverged(what, epoch, n_refused, recipe, keeps):
     return v.TrainingDivergedError(
-        f"{what} diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite score or loss "
-        f"or a step that would have made factors non-finite; lower learning_rate "
+        f"{what} diverged at epoch {epoch}: {int(n_refused)} samples had a non-finite score "
+        f"or loss or a step that would have made factors non-finite; lower learning_rate "
         f"({recipe.learning_rate}) or raise regularization. {keeps}"
     )
 
@@ -503,7 +503,8 @@ class HogwildTrainer:
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
                 chunk_states[first:end], LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
-                n_user_cols, r.candidates_for(X.shape[1], X.nnz), update_mask, f32(r.learning_rate),
+                n_user_cols, r.candidates_for(X.shape[1], X.nnz), update_mask,
+                f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool,
                 tuple(total[first:end] for total in per_chunk))

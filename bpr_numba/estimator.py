@@ -419,11 +419,11 @@ class BPR(FoldInMixin, FactorModel):
         """
         X = v.check_interactions(interactions, "interactions")
         v.check_trainable(X)
-        recipe = self._recipe()
+        recipe = self._recipe()  # bad parameters are refused before the model changes
         options = LoopOptions.check(X, validation, metric, patience, callbacks, show_progress)
         self.initialize(*X.shape)
         self._resolve_candidates(X)
-        recipe = self._recipe()
+        recipe = self._recipe()  # with n_candidates_ resolved on X
         weights = v.check_sample_weight(X, sample_weight, recipe.use_weights)
         self._adopt_id_maps(interactions)
         self._check_same_ids(validation, "validation")

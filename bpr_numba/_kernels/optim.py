@@ -199,8 +199,6 @@ def dot(a, r, b, q):
     return x
 
 
-
-
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def diff_dot(a, r, b, p, q):
     """``(a[r].b[p] - a[r].b[q], |a[r]|^2 + |b[p]|^2 + |b[q]|^2)`` in one pass, float32."""
