@@ -274,3 +274,29 @@ def test_plan_epoch_covers_every_trainable_user_once():
     assert bounds[0] == 0 and bounds[-1] == order.size and np.all(np.diff(bounds) >= 0)
     per_chunk = [lengths[order[a:b]].sum() for a, b in zip(bounds[:-1], bounds[1:])]
     assert max(per_chunk) <= lengths.sum() / 16 + lengths.max()
+
+
+def test_row_prefetches_cover_the_row_and_ask_for_write_intent():
+    # A prefetch never changes a result, so what can be checked is the code:
+    # prefetches in a loop over the row's lines plus one at its last byte (a
+    # row need not start on a line), read (0) or write (1) intent as named, and
+    # that it runs, also on an empty row.
+    from numba import njit
+
+    from bpr_numba._kernels.memory import prefetch_row, prefetch_row_for_write
+
+    @njit
+    def touch(a, r):
+        prefetch_row(a, r)
+        prefetch_row_for_write(a, r)
+        return a[r].sum()
+
+    for shape, dtype in (((4, 101), np.float32), ((2, 3), np.float64), ((3, 0), np.float32)):
+        a = np.arange(np.prod(shape), dtype=dtype).reshape(shape)
+        assert touch(a, 1) == a[1].sum()
+    ir = touch.inspect_llvm(touch.signatures[0])
+    calls = [line for line in ir.splitlines() if "call void @llvm.prefetch" in line]
+    # Per intent: the loop's prefetch (LLVM may unroll it) and the last byte's.
+    assert sum("i32 0, i32 3, i32 1)" in c for c in calls) >= 2
+    assert sum("i32 1, i32 3, i32 1)" in c for c in calls) >= 2
+    assert "udiv" in ir or "lshr" in ir  # the line count is taken from the row's length

@@ -19,7 +19,7 @@ from numba import njit
 
 from .build import NoAliasCompiler, specialise
 from .losses import loss_parts
-from .memory import prefetch_row
+from .memory import prefetch_row, prefetch_row_for_write
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
                     diff_dot, dot, sgd_triplet, sum_sq3)
 from .rng import next_below
@@ -180,9 +180,16 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                         state, n_next = _draw_candidates(state, indptr, indices, seen, u,
                                                          n_items, neg_code, n_candidates,
                                                          cand_next)
-                        prefetch_row(item_factors, indices[order[step]])
-                        for t in range(n_next):
-                            prefetch_row(item_factors, cand_next[t])
+                        # Rows the step will write are asked for with write intent.
+                        if do_pos:
+                            prefetch_row_for_write(item_factors, indices[order[step]])
+                        else:
+                            prefetch_row(item_factors, indices[order[step]])
+                        if n_next == 1 and do_neg:
+                            prefetch_row_for_write(item_factors, cand_next[0])
+                        else:
+                            for t in range(n_next):
+                                prefetch_row(item_factors, cand_next[t])
                 if a < 0:
                     continue
                 i = indices[order[a]]
