@@ -20,13 +20,16 @@ _LINE_BYTES = 64
 def _row_prefetch(for_write):
     """An intrinsic that prefetches every cache line of ``array[row]`` (a 2-D array).
 
-    The row's lines are its bytes ``[start, start + nbytes)``, wherever the row
-    starts within a line: one prefetch every 64 bytes from its start and one
-    at its last byte. ``for_write`` asks for the lines in a state that allows
-    writing (x86 PREFETCHW): a row the sample will update then costs one
-    transfer from another core's cache rather than a read and, at the write,
-    an ownership request (two threads updating the same popular item rows
-    made MovieLens 100k epochs ~9% slower on 2 threads with read prefetches).
+    The row's lines are its bytes ``[start, start + nbytes)`` (rows are
+    contiguous), wherever the row starts within a line: one prefetch every 64
+    bytes from its start and one at its last byte. ``for_write`` asks for the
+    lines in a state that allows writing (x86 PREFETCHW): a row the sample
+    will update then costs one transfer from another core's cache rather than
+    a read and, at the write, an ownership request. On 2 threads both cores
+    update the same popular item rows: MovieLens 100k at implicit's defaults
+    (101 columns, 7 lines a row) fitted in 0.46 s with read prefetches of a
+    row's first 5 lines, 0.42 s with write intent on those 5, 0.31 s with
+    write intent on the whole row; one thread is unchanged.
     """
     rw = 1 if for_write else 0
 
