@@ -144,6 +144,18 @@ def test_written_blocks_reassemble_to_the_in_memory_answer(client, synthetic, tm
         np.testing.assert_array_equal(table["score"], scores[300:450][keep])
 
 
+def _first_to_claim(marker):
+    """True for exactly one caller across worker processes: the one that creates ``marker``.
+
+    Two blocks run at once on two workers; a check-then-create would let both kill their
+    worker, and losing every worker at once loses the scattered model with them."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 class KillsWorkerOnce:
     """A model whose first recommend kills its worker process (a marker file says it did)."""
 
@@ -152,16 +164,14 @@ class KillsWorkerOnce:
         self.user_factors, self.item_factors = model.user_factors, model.item_factors
 
     def recommend(self, userid, user_items=None, **kwargs):
-        if np.size(userid) > 1 and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
+        if np.size(userid) > 1 and _first_to_claim(self.marker):
             os._exit(1)
         return self.model.recommend(userid, user_items, **kwargs)
 
 
 class FailsOnce(KillsWorkerOnce):
     def recommend(self, userid, user_items=None, **kwargs):
-        if np.size(userid) > 1 and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
+        if np.size(userid) > 1 and _first_to_claim(self.marker):
             raise OSError("flaky disk")
         return self.model.recommend(userid, user_items, **kwargs)
 
