@@ -49,9 +49,18 @@ class BprNumbaDropInTest(unittest.TestCase, RecommenderBaseTestMixin):
 
 
 def peer_version(python):
-    out = subprocess.run([python, "-c", "import implicit; print(implicit.__version__)"],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    """implicit's version in ``python``, which must also import the checkout's dependencies."""
+    probe = ("import importlib.util as u, implicit; "
+             "missing = [m for m in ('numpy', 'scipy', 'numba', 'pytest') if u.find_spec(m) is None]; "
+             "print(implicit.__version__, *missing)")
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{python} cannot import implicit:\n{out.stderr.strip()}")
+    version, *missing = out.stdout.split()
+    if missing:
+        raise SystemExit(f"{python} lacks {', '.join(missing)}: the tests import this checkout "
+                         f"there too (pip install {' '.join(missing)})")
+    return version
 
 
 def fetch_sdist(version, folder, index=INDEX):
@@ -73,7 +82,7 @@ def fetch_sdist(version, folder, index=INDEX):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peers-python", default="/work/peers-venv/bin/python",
-                   help="interpreter with implicit and pytest installed")
+                   help="interpreter with implicit, pytest and numba installed")
     p.add_argument("--sdist", type=Path, default=None,
                    help="a local implicit-X.Y.Z.tar.gz instead of downloading one")
     args, pytest_args = p.parse_known_args(argv)
