@@ -6,17 +6,22 @@ subprocess per library: implicit's in ``--peers-python`` (a virtualenv with
 implicit, never a dependency), ours in this interpreter. Each worker fits
 ``--repeats`` times (1 by default) with the given parameters (implicit's
 defaults unless changed) and ``show_progress=False``, times each ``fit`` with
-``time.perf_counter``, reports the median and writes the last fit's factors
-back. Our worker first fits a tiny matrix once so the numba
-kernels are compiled or loaded from the cache before the timed fit. The
-parent scores both factor pairs with ``bpr_numba.metrics.auc_score((U, V),
-test, train)`` and writes one JSON record to ``bench/results/``.
+``time.perf_counter`` and writes the last fit's factors back. Both workers
+first fit a tiny matrix once, untimed (ours: the numba kernels compiled or
+loaded from the cache; implicit: its OpenMP threads started). With
+``--rounds R`` the pair of workers runs R times, implicit and ours
+alternating, so a machine whose speed drifts during the run slows both
+alike; a library's time is the median of all its fits, and each round's
+ratio is reported too. The parent scores the last factor pairs with
+``bpr_numba.metrics.auc_score((U, V), test, train)`` and writes one JSON
+record to ``bench/results/``.
 
 Examples::
 
     python bench/implicit_compat.py --datasets ml-100k
     python bench/implicit_compat.py --datasets ml-100k synthetic --synthetic-iterations 10
     python bench/implicit_compat.py --datasets ml-100k --threads 2 --repeats 5
+    python bench/implicit_compat.py --datasets ml-100k --threads 2 --repeats 3 --rounds 5
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def parse_args(argv=None):
                    help="fits per library (each worker fits this many times, one after the "
                         "other, and reports the median fit seconds; the last fit's factors "
                         "are scored)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="times the pair of workers runs, implicit and ours alternating "
+                        "(the median is over all fits of all rounds)")
     p.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
                    help="interpreter with implicit installed")
     p.add_argument("--out", type=Path, default=HERE / "results")
@@ -77,6 +85,8 @@ def worker(args):
         import implicit
         from implicit.cpu.bpr import BayesianPersonalizedRanking
         version = implicit.__version__
+        warm = sp.random(50, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
+        BayesianPersonalizedRanking(**{**params, "iterations": 1}).fit(warm, show_progress=False)
     else:
         import bpr_numba
         from bpr_numba.implicit import BayesianPersonalizedRanking
@@ -153,24 +163,40 @@ def main(argv=None):
             sp.save_npz(folder / "train.npz", train, compressed=False)
             row = {"dataset": name, "shape": list(train.shape), "train_nnz": int(train.nnz),
                    "test_nnz": int(test.nnz), "iterations": iterations}
-            for lib, python in (("implicit", args.peers_python), ("ours", sys.executable)):
-                record = run_worker(python, args, lib, folder, iterations)
-                with np.load(folder / f"{lib}.npz") as f:
-                    U = f["user_factors"].astype(np.float32)
-                    V = f["item_factors"].astype(np.float32)
-                record["auc"] = float(auc_score((U, V), test, train))
-                row[lib] = record
-                print(f"{name:9s} {lib:8s} fit {record['fit_seconds']:8.2f} s  "
-                      f"{record['samples_per_second'] / 1e6:6.2f} M samples/s  "
-                      f"AUC {record['auc']:.4f}", flush=True)
+            rounds = []
+            for r in range(args.rounds):
+                this_round = {}
+                for lib, python in (("implicit", args.peers_python), ("ours", sys.executable)):
+                    record = run_worker(python, args, lib, folder, iterations)
+                    with np.load(folder / f"{lib}.npz") as f:
+                        U = f["user_factors"].astype(np.float32)
+                        V = f["item_factors"].astype(np.float32)
+                    record["auc"] = float(auc_score((U, V), test, train))
+                    this_round[lib] = record
+                    print(f"{name:9s} {lib:8s} fit {record['fit_seconds']:8.2f} s  "
+                          f"{record['samples_per_second'] / 1e6:6.2f} M samples/s  "
+                          f"AUC {record['auc']:.4f}" + (f"  (round {r + 1})" if args.rounds > 1
+                                                        else ""), flush=True)
+                rounds.append(this_round)
+            for lib in ("implicit", "ours"):
+                row[lib] = dict(rounds[-1][lib])
+                fits = [t for rnd in rounds for t in rnd[lib]["fit_seconds_all"]]
+                row[lib]["fit_seconds_all"] = fits
+                row[lib]["fit_seconds"] = float(np.median(fits))
+                row[lib]["samples_per_second"] = train.nnz * iterations / row[lib]["fit_seconds"]
+            row["round_speedups"] = [rnd["implicit"]["fit_seconds"] / rnd["ours"]["fit_seconds"]
+                                     for rnd in rounds]
             row["speedup"] = row["implicit"]["fit_seconds"] / row["ours"]["fit_seconds"]
             row["auc_difference"] = row["ours"]["auc"] - row["implicit"]["auc"]
-            print(f"{name:9s} speed-up {row['speedup']:.2f}x, AUC ours - implicit "
-                  f"{row['auc_difference']:+.4f}", flush=True)
+            print(f"{name:9s} speed-up {row['speedup']:.2f}x (median fits "
+                  f"{row['implicit']['fit_seconds']:.2f} s / {row['ours']['fit_seconds']:.2f} s"
+                  + (f"; rounds {', '.join(f'{x:.2f}x' for x in row['round_speedups'])}"
+                     if args.rounds > 1 else "")
+                  + f"), AUC ours - implicit {row['auc_difference']:+.4f}", flush=True)
             results.append(row)
     commit, dirty = git_state(HERE)
     record = {"bench": "implicit_compat", "argv": sys.argv[1:],
-              "repeats": args.repeats,
+              "repeats": args.repeats, "rounds": args.rounds,
               "params": {"factors": args.factors, "learning_rate": args.learning_rate,
                          "regularization": args.regularization, "threads": args.threads,
                          "seed": args.seed},
