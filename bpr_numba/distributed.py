@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from concurrent.futures import CancelledError
 import itertools
 import json
 import math
@@ -66,6 +67,8 @@ _MAX_AUTO_BLOCK = 100_000
 # Tasks kept in flight per worker: enough to hide the round trips, few enough
 # that the client never holds more than a few blocks of input and output.
 _IN_FLIGHT_PER_WORKER = 2
+# Fresh scatters of a run's shared data after every worker holding it was lost at once.
+_RESCATTERS = 2
 # No block has fewer users than this (a short last block joins the one before):
 # OpenBLAS computes a float32 GEMM of 1 to 4 rows by other kernels (gemv, small-
 # matrix paths) whose scores differ in the last bit from those of a taller GEMM,
@@ -82,7 +85,8 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
                   *, scatter="auto", parquet="auto", retries=2, show_progress=False):
     """Top ``N`` items of every user, computed in blocks of users on a Dask cluster.
 
-    What every worker needs is scattered once (``broadcast=True``); each task
+    What every worker needs is scattered once (``broadcast=True``), and again
+    if every worker holding it is lost at once; each task
     receives the rows of ``user_items`` of its block and calls the model's
     own ``recommend`` (the same top-N kernel) on its users. The result equals
     ``model.recommend(np.arange(n_users), user_items, N=N, ...)`` exactly,
@@ -200,7 +204,7 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         n_workers = max(1, sum(client.nthreads().values()))
         size = block_users or _auto_block(n_users, n_workers)
         bounds = _blocks(n_users, size)
-        source_future = client.scatter([source], broadcast=True, hash=False)[0]
+        shared = _Scattered(client, source)
         window = max(2, _IN_FLIGHT_PER_WORKER * n_workers)
 
         def submit(b):
@@ -210,15 +214,16 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
             rows = None if user_items is None else user_items[start:stop]
             block = None if user_factors is None else user_factors[start:stop]
             if out is None:
-                return client.submit(_recommend_block, source_future, start, stop, rows, options,
+                return client.submit(_recommend_block, shared.future, start, stop, rows, options,
                                      block, retries=retries, pure=False,
                                      key=f"recommend-{uuid.uuid4().hex}-{b}")
-            return client.submit(_write_block, source_future, b, start, stop, rows, options,
+            return client.submit(_write_block, shared.future, b, start, stop, rows, options,
                                  block, str(out), parquet, retries=retries, pure=False,
                                  key=f"recommend-write-{uuid.uuid4().hex}-{b}")
 
         results = [None] * len(bounds)
-        for b, result in _run_windowed(submit, len(bounds), window, show_progress, "recommend_all"):
+        for b, result in _run_windowed(submit, len(bounds), window, show_progress, "recommend_all",
+                                       shared):
             results[b] = result
 
     if out is not None:
@@ -339,7 +344,8 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
              show_progress=False):
     """The metrics of :func:`bpr_numba.metrics.evaluate`, computed on blocks of users.
 
-    Item factors are scattered once to every worker; each task receives the
+    Item factors are scattered once to every worker (again if every worker
+    holding them is lost at once); each task receives the
     user factors and the ``test`` / ``train`` rows of its block and calls
     ``bpr_numba.metrics.evaluate(..., reduce=False)`` on them. Per-user values
     do not depend on other users, so the client concatenates them and reduces
@@ -401,7 +407,7 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
         n_workers = max(1, sum(client.nthreads().values()))
         size = block_users or _auto_block(n_users, n_workers)
         bounds = _blocks(n_users, size)
-        items_future = client.scatter(item_factors, broadcast=True, hash=False)
+        items = _Scattered(client, item_factors)
         window = max(2, _IN_FLIGHT_PER_WORKER * n_workers)
 
         def submit(b):
@@ -409,12 +415,13 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
             # The block travels with its task, so a task lost with its worker can be rerun.
             block = (user_factors[start:stop], test[start:stop],
                      None if train is None else train[start:stop])
-            return client.submit(_evaluate_block, items_future, block, names, num_threads,
+            return client.submit(_evaluate_block, items.future, block, names, num_threads,
                                  check_intersections, retries=retries, pure=False,
                                  key=f"evaluate-{uuid.uuid4().hex}-{b}")
 
         blocks = [None] * len(bounds)
-        for b, values in _run_windowed(submit, len(bounds), window, show_progress, "evaluate"):
+        for b, values in _run_windowed(submit, len(bounds), window, show_progress, "evaluate",
+                                       items):
             blocks[b] = values
 
     result = {}
@@ -787,26 +794,76 @@ def _check_client(client):
     return client
 
 
-def _run_windowed(submit, n_tasks, window, show_progress, desc):
-    """Yield ``(index, result)`` of tasks ``submit(0..n_tasks-1)``, at most ``window`` at a time."""
-    futures = {}
+class _Scattered:
+    """Data a run's tasks share, scattered to every worker, and scattered again if lost.
+
+    ``broadcast=True`` leaves a copy on each worker, so a run survives a lost
+    worker. When every worker holding it is lost at once, Dask cannot
+    recompute scattered data and cancels the tasks that need it ("already
+    forgotten"): :meth:`refresh` scatters it again to the workers that are
+    back (a nanny restarts them), and :func:`_run_windowed` resubmits those
+    tasks. ``generation`` counts the scatters, so the tasks cancelled by one
+    loss cause one new scatter.
+    """
+
+    def __init__(self, client, data):
+        self.client, self.data = client, data
+        self.generation = 0
+        self.future = self._scatter()
+
+    def _scatter(self):
+        return self.client.scatter([self.data], broadcast=True, hash=False)[0]
+
+    def refresh(self, generation):
+        """Scatter again, unless it was already done since ``generation``."""
+        if generation == self.generation:
+            self.client.wait_for_workers(1, timeout=_WORKERS_BACK_SECONDS)
+            self.future = self._scatter()
+            self.generation += 1
+
+
+_WORKERS_BACK_SECONDS = 120
+
+
+def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
+    """Yield ``(index, result)`` of tasks ``submit(0..n_tasks-1)``, at most ``window`` at a time.
+
+    A task cancelled because ``shared`` (a :class:`_Scattered` the tasks
+    read) was lost with every worker is resubmitted after ``shared`` is
+    scattered again, at most ``_RESCATTERS`` times a run; any other
+    cancellation or error is raised.
+    """
+    futures = {}  # key -> (index, generation of shared when submitted)
     pending = as_completed()
+    rescatters = 0
+
+    def start(index):
+        future = submit(index)
+        futures[future.key] = (index, 0 if shared is None else shared.generation)
+        pending.add(future)
+
     next_task = 0
     while next_task < min(window, n_tasks):
-        future = submit(next_task)
-        futures[future.key] = next_task
-        pending.add(future)
+        start(next_task)
         next_task += 1
     bar = _progress(n_tasks, show_progress, desc)
     try:
         for future in pending:
-            index = futures.pop(future.key)
-            result = future.result()
+            index, generation = futures.pop(future.key)
+            try:
+                result = future.result()
+            except CancelledError:
+                if shared is None or (generation == shared.generation
+                                      and rescatters >= _RESCATTERS):
+                    raise
+                if generation == shared.generation:
+                    rescatters += 1
+                shared.refresh(generation)
+                start(index)
+                continue
             future.release()
             if next_task < n_tasks:
-                new = submit(next_task)
-                futures[new.key] = next_task
-                pending.add(new)
+                start(next_task)
                 next_task += 1
             bar.update(1)
             yield index, result

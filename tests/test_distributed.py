@@ -186,6 +186,34 @@ def test_a_killed_worker_is_retried(client, synthetic, tmp_path):
     assert_same_top_n((ids, scores), expected)
 
 
+class KillsEveryWorkerOnce(KillsWorkerOnce):
+    """Its first ``n_kills`` recommends (across all workers) each kill their worker."""
+
+    def __init__(self, model, marker, n_kills):
+        super().__init__(model, marker)
+        self.n_kills = n_kills
+
+    def recommend(self, userid, user_items=None, **kwargs):
+        if np.size(userid) > 1 and any(_first_to_claim(f"{self.marker}-{k}")
+                                       for k in range(self.n_kills)):
+            os._exit(1)
+        return self.model.recommend(userid, user_items, **kwargs)
+
+
+def test_losing_every_worker_at_once_scatters_the_model_again(client, synthetic, tmp_path):
+    # Each of the two workers dies on its first block: the scattered model is lost with
+    # both copies, Dask cancels the blocks ("already forgotten"), and the run scatters it
+    # to the restarted workers and resubmits them.
+    model, train, _ = synthetic
+    n_workers = len(client.scheduler_info()["workers"])
+    marker = tmp_path / "killed"
+    ids, scores = dd.recommend_all(KillsEveryWorkerOnce(model, marker, n_workers), train, N=5,
+                                   client=client, block_users=500)
+    assert all((tmp_path / f"killed-{k}").exists() for k in range(n_workers))
+    expected = model.recommend(np.arange(N_USERS), train, N=5)
+    assert_same_top_n((ids, scores), expected)
+
+
 def test_a_failing_task_is_retried_or_reported(client, synthetic, tmp_path):
     model, train, _ = synthetic
     ids, _ = dd.recommend_all(FailsOnce(model, tmp_path / "a"), train, N=5, client=client,
