@@ -37,7 +37,7 @@ from ._kernels.hogwild import (TRAIN_CHUNKS, UPDATE_ALL, UPDATE_NEGATIVE, UPDATE
 from ._kernels.listwise import LISTWISE_LOSSES, TRAIN_USERS
 from ._kernels.losses import LOSSES
 from ._kernels.optim import OPTIMIZERS
-from ._kernels.sampling import NEG_UNSEEN, NEGATIVES, alias_table
+from ._kernels.sampling import NEG_POPULARITY, NEG_UNIFORM, NEGATIVES, alias_table
 from ._runtime import parallel_ranges, threads
 from ._scoring import evaluate_factors, mean_over_users, metric_codes
 
@@ -360,23 +360,26 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                       num_threads=0, pool_size=0, out=None):
+                       num_threads=0, pool_size=0, out=None, alias=None):
     """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
 
     The kernel of the optimiser and pool use
-    (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, pool_size > 0]``) runs
+    (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]``) runs
     on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
     so with one thread the result does not depend on how the chunks were cut.
     Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus
-    ``opt_code``, ``num_threads`` and ``out``: four per-chunk arrays (float64,
+    ``opt_code``, ``num_threads``, ``out``: four per-chunk arrays (float64,
     int64 x 3) the kernel writes its totals into, so they are kept even when a
-    Ctrl-C is raised as the call returns.
+    Ctrl-C is raised as the call returns, and ``alias``: the ``(prob, alias)``
+    table of the popularity policy (``popularity_table``), None otherwise.
 
     Returns
     -------
     loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
     """
-    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0]
+    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0, neg_code == NEG_POPULARITY]
+    if alias is None:
+        alias = (np.zeros(0, np.float64), np.zeros(0, np.int64))
     n_chunks = states.shape[0]
     if out is None:
         out = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
@@ -392,11 +395,11 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
         scratch = (np.empty(n_cols, np.float32), np.empty(n_cols, np.float32),
                    np.empty(n_cols, np.float32), np.empty((3, n_cols), np.float32),
                    np.empty(max_row, np.int64),
-                   np.zeros((n_items + 63) // 64 if neg_code == NEG_UNSEEN else 0, np.uint64),
+                   np.zeros((n_items + 63) // 64 if neg_code != NEG_UNIFORM else 0, np.uint64),
                    np.empty(pool_size, np.int64), np.empty(pool_size, np.float32),
                    np.empty(n_candidates, np.int64), np.empty(n_candidates, np.int64))
-        kernel(indptr, indices, weights, user_order, chunk_bounds, first, end, user_factors,
-               item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
+        kernel(indptr, indices, weights, user_order, chunk_bounds, first, end, *alias,
+               user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
                user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
                loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
                lr, reg, beta_1, beta_2, epsilon, *out)
@@ -456,16 +459,11 @@ class HogwildTrainer:
         self.recipe = recipe
         self.has_bias_column = has_bias_column
         self._warned_skipped = False
+        self._popularity = None
 
     @staticmethod
     def check(recipe):
         """Refuse what the per-sample kernel does not have."""
-        if recipe.negatives == "popularity":
-            raise ValueError(
-                f"negatives='popularity' is available with the listwise losses "
-                f"({', '.join(repr(k) for k in LISTWISE_LOSSES)}); got loss={recipe.loss!r}. "
-                "Use negatives='unseen' or 'uniform', or a listwise loss."
-            )
         if recipe.similarity != "dot":
             raise ValueError(
                 f"similarity={recipe.similarity!r} is available with the listwise losses "
@@ -495,6 +493,7 @@ class HogwildTrainer:
         per_chunk = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
                      np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
         u, i = state.user, state.item
+        alias = self._table(X)[:2]
 
         def call(first, end):
             train_epoch_chunks(
@@ -507,11 +506,20 @@ class HogwildTrainer:
                 f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool,
-                tuple(total[first:end] for total in per_chunk))
+                tuple(total[first:end] for total in per_chunk), alias)
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
         return np.array([float(total.sum()) for total in per_chunk])
+
+    def _table(self, X):
+        """The popularity alias table of ``X``: ``(prob, alias, log_q)``, made once per matrix."""
+        if self.recipe.negatives != "popularity":
+            empty = np.zeros(0, np.float64)
+            return empty, np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self._popularity is None or self._popularity[0] is not X:
+            self._popularity = (X, popularity_table(X, self.recipe.popularity_exponent))
+        return self._popularity[1]
 
     def _plan(self, X, streams, user_factors):
         """The epoch's order: ``(row_lengths, user_order, chunk_bounds, n_user_cols)``."""
@@ -537,7 +545,8 @@ class HogwildTrainer:
         if n_skipped and not self._warned_skipped:
             warnings.warn(
                 f"{n_skipped} samples were skipped in this epoch: their users have every item, "
-                "so negatives='unseen' finds no negative for them.", RuntimeWarning, stacklevel=7)
+                f"so negatives={self.recipe.negatives!r} finds no negative for them.",
+                RuntimeWarning, stacklevel=7)
             self._warned_skipped = True
         return {"loss": loss_sum / n_trained, "skipped": n_skipped}
 
@@ -590,10 +599,6 @@ class ListwiseTrainer(HogwildTrainer):
 
     supports_fold_in = True
 
-    def __init__(self, recipe, has_bias_column):
-        super().__init__(recipe, has_bias_column)
-        self._popularity = None
-
     @staticmethod
     def check(recipe):
         """Refuse what the listwise kernel does not have, or what makes no sense."""
@@ -614,15 +619,6 @@ class ListwiseTrainer(HogwildTrainer):
                 f"{recipe.negative_candidates!r} and negative_pool={recipe.negative_pool}, "
                 "expected the defaults (None and 0)."
             )
-
-    def _table(self, X):
-        """The popularity alias table of ``X`` (made once per matrix)."""
-        if self.recipe.negatives != "popularity":
-            empty = np.zeros(0, np.float64)
-            return empty, np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self._popularity is None or self._popularity[0] is not X:
-            self._popularity = (X, popularity_table(X, self.recipe.popularity_exponent))
-        return self._popularity[1]
 
     def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
               update_mask=UPDATE_ALL):

@@ -89,9 +89,11 @@ class BPR(FoldInMixin, FactorModel):
     negatives : {"uniform", "unseen", "popularity"}
         "uniform" draws any item (the notebook's way; it may draw a positive);
         "unseen" draws only items without a positive for the user;
-        "popularity" (listwise losses only) draws item ``j`` with probability
-        proportional to ``max(count_j, 1) ** popularity_exponent``, its
-        training positives (an alias table, O(1) per draw).
+        "popularity" draws item ``j`` with probability proportional to
+        ``max(count_j, 1) ** popularity_exponent``, its training positives
+        (an alias table, O(1) per draw): "bpr" and "sigmoid" redraw the
+        user's positives (popularity among the unseen items), the listwise
+        losses drop them and apply the log-Q correction ("softmax").
     negative_candidates : int, "auto" or None
         Candidates drawn (by the ``negatives`` policy) for each positive; the
         sample trains on the one the model currently scores highest (dynamic

@@ -54,14 +54,21 @@ def loss_and_grad(loss, x):
     return 1.0 - s, -s * (1.0 - s)
 
 
-def draw_negative(state, row, n_items, negatives, tries=8):
-    """The kernels' negative policies, spelled out with set operations."""
+def draw_negative(state, row, n_items, negatives, tries=8, alias=None):
+    """The kernels' negative policies, spelled out with set operations.
+
+    ``alias``: the ``(prob, alias)`` table of "popularity" (redrawn on a hit
+    of ``row`` as "unseen" redraws uniform draws).
+    """
     if negatives == "uniform":
         return next_below(state, n_items)
     if len(row) >= n_items:
         return state, -1
     for _ in range(tries):
-        state, j = next_below(state, n_items)
+        if negatives == "popularity":
+            state, j = draw_alias(state, *alias)
+        else:
+            state, j = next_below(state, n_items)
         if j not in set(row.tolist()):
             return state, j
     complement = np.setdiff1d(np.arange(n_items), row)
@@ -95,7 +102,8 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
 
 def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
                   states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg,
-                  weights=None, update=("user", "positive", "negative"), pool_size=0):
+                  weights=None, update=("user", "positive", "negative"), pool_size=0,
+                  alias=None):
     """Serial twin of ``train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
 
     ``weights`` (one per positive, CSR order) scale each sample's loss and data
@@ -116,7 +124,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                 order[a], order[b] = order[b], order[a]
             pool = []
             for _ in range(pool_size):
-                state, jq = draw_negative(state, row, n_items, negatives)
+                state, jq = draw_negative(state, row, n_items, negatives, alias=alias)
                 if jq < 0:
                     pool = []
                     break
@@ -135,14 +143,14 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     j = pool[q][0]
                     best = dot(U, u, V, j)
                 else:
-                    state, j = draw_negative(state, row, n_items, negatives)
+                    state, j = draw_negative(state, row, n_items, negatives, alias=alias)
                     if j < 0:
                         continue
                     # The kernel's dot leaf (tested against np.dot on its own), so
                     # both sides pick the same candidate even on near-ties.
                     best = dot(U, u, V, j)
                     for _ in range(n_candidates - 1):
-                        state, j2 = draw_negative(state, row, n_items, negatives)
+                        state, j2 = draw_negative(state, row, n_items, negatives, alias=alias)
                         score = dot(U, u, V, j2)
                         if score > best:
                             best, j = score, j2

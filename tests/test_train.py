@@ -13,7 +13,8 @@ from bpr_numba._kernels.hogwild import UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSIT
 from bpr_numba._kernels.losses import LOSSES, loss_and_grad, loss_parts
 from bpr_numba._kernels.optim import OPTIMIZERS, dot
 from bpr_numba._kernels.sampling import NEGATIVES
-from bpr_numba._training import adam_bias_correction, plan_epoch, train_epoch_chunks
+from bpr_numba._training import (adam_bias_correction, plan_epoch, popularity_table,
+                                 train_epoch_chunks)
 
 from conftest import sparse_interactions
 import reference
@@ -67,6 +68,9 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
               weights=None, update=("user", "positive", "negative"), pool_size=0):
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
+    # Popularity with a steep exponent: draws hit the users' positives often,
+    # so the redraws and the fallback to a uniform unseen draw both run.
+    alias = popularity_table(X, 2.0)[:2] if negatives == "popularity" else None
     k = 5
     U = rng.uniform(-0.5, 0.5, (n_users, k)).astype(F32)
     V = rng.uniform(-0.5, 0.5, (n_items, k)).astype(F32)
@@ -92,10 +96,10 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
             ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
             states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
             n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
-            num_threads=1, pool_size=pool_size)
+            num_threads=1, pool_size=pool_size, alias=alias)
         ref_loss = reference.hogwild_epoch(
             indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size)
+            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size, alias)
         assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
         assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
@@ -105,8 +109,8 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
-       negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.sampled_from([1, 3]),
-       bias=st.booleans())
+       negatives=st.sampled_from(["uniform", "unseen", "popularity"]),
+       n_candidates=st.sampled_from([1, 3]), bias=st.booleans())
 def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candidates, bias):
     (U, V), (Ur, Vr), _ = _run_both(X, opt, loss, negatives, n_candidates, bias, seed)
     # float32 rounding may differ in the last bits (numba vs NumPy power and
@@ -119,15 +123,15 @@ def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candid
 
 @pytest.mark.parametrize("opt", ["sgd", "rowwise-adagrad"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
-       negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.sampled_from([1, 4]),
-       pool_size=st.integers(1, 12))
+       negatives=st.sampled_from(["uniform", "unseen", "popularity"]),
+       n_candidates=st.sampled_from([1, 4]), pool_size=st.integers(1, 12))
 def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates, pool_size):
     (U, V), (Ur, Vr), (n_trained, n_skipped) = _run_both(
         X, opt, "bpr", negatives, n_candidates, True, seed, pool_size=pool_size)
     assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
     assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
     full = np.diff(X.indptr) >= X.shape[1]  # users with every item: no pool under "unseen"
-    if negatives == "unseen":
+    if negatives != "uniform":
         assert n_skipped.sum() == np.diff(X.indptr)[full].sum()  # counts of the last epoch
 
 
@@ -263,6 +267,46 @@ def test_unseen_negatives_skip_only_users_with_every_item(X, seed):
     full = lengths == X.shape[1]
     assert n_skipped.sum() == lengths[full].sum()
     assert n_trained.sum() == lengths[~full].sum()
+
+
+def test_popularity_negatives_follow_popularity_among_the_unseen_items():
+    # Items 0-9 with 1..10 positives each (exponent 1: q_j = (j + 1) / 55); the
+    # user has items 8 and 9, so a draw hits them with h = 19 / 55. The kernel
+    # redraws a hit up to 8 times, then draws uniformly among the 8 unseen
+    # items: P(j) = q_j (1 - h^8) / (1 - h) + h^8 / 8 for every unseen j.
+    import scipy.sparse as sp
+
+    from bpr_numba._kernels.sampling import draw_popular_unseen, mark_row
+
+    counts = np.arange(1, 11)
+    rows = np.arange(counts.sum())
+    X = sp.csr_matrix((np.ones(counts.sum(), F32), (rows, np.repeat(np.arange(10), counts))),
+                      shape=(counts.sum(), 10))
+    prob, alias, _ = popularity_table(X, 1.0)
+    indptr = np.array([0, 2], np.int64)
+    indices = np.array([8, 9], np.int32)
+    seen = np.zeros(1, np.uint64)
+    mark_row(seen, indices, 0, 2, True)
+    q = counts / counts.sum()
+    h = q[8:].sum()
+    expected = q * (1 - h ** 8) / (1 - h) + h ** 8 / 8
+    expected[8:] = 0.0
+    assert_allclose(expected.sum(), 1.0)
+    state, n = np.uint64(2024), 40_000
+    drawn = np.zeros(10, np.int64)
+    for _ in range(n):
+        state, j = draw_popular_unseen(state, indptr, indices, seen, 0, 10, prob, alias)
+        state = np.uint64(state)  # returned to Python as an int: keep the kernels' type
+        drawn[j] += 1
+    assert drawn[8:].sum() == 0  # never one of the user's positives
+    chi2 = ((drawn[:8] - n * expected[:8]) ** 2 / (n * expected[:8])).sum()
+    assert chi2 < 24.3  # 99.9% quantile of chi-square with 7 degrees of freedom
+    # A user with every item has no negative.
+    full = np.arange(10, dtype=np.int32)
+    seen_all = np.zeros(1, np.uint64)
+    mark_row(seen_all, full, 0, 10, True)
+    assert draw_popular_unseen(np.uint64(1), np.array([0, 10], np.int64), full, seen_all, 0, 10,
+                               prob, alias)[1] == -1
 
 
 def test_plan_epoch_covers_every_trainable_user_once():

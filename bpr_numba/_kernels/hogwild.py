@@ -23,7 +23,7 @@ from .memory import prefetch_row, prefetch_row_for_write
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
                     diff_dot, dot, sgd_triplet, sum_sq3)
 from .rng import next_below
-from .sampling import NEG_UNSEEN, draw_negative, mark_row
+from .sampling import NEG_UNIFORM, draw_negative, draw_popular_unseen, mark_row
 
 # Bits of ``update_mask``: which rows of a triplet (u, i, j) a sample updates.
 # Full training updates all three; fold-in of users updates only u against
@@ -38,8 +38,8 @@ UPDATE_ALL = UPDATE_USER | UPDATE_POSITIVE | UPDATE_NEGATIVE
 _PRODUCT_LIMIT = 1e300
 
 
-def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, user_factors,
-                 item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, alias_prob,
+                 alias_items, user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
                  item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
                  n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
@@ -78,6 +78,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
     first, end : int
         The chunks to train, ``first <= c < end``.
+    alias_prob, alias_items : ndarray of float64 / int64, shape (n_items,) or (0,)
+        Alias table of the popularity policy (``sampling.alias_table``).
     user_factors, item_factors : ndarray of float32, shape (n, f)
     user_sum_sq, item_sum_sq : ndarray of float32
         Adagrad sums of squares (same shapes as the factors, or (0, 0)).
@@ -126,7 +128,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     grad_u, grad_i, grad_j : ndarray of float32, shape (f,)
     scratch : ndarray of float32, shape (3, f)
     order : ndarray of int64, shape (>= longest row,)
-    seen : ndarray of uint64, shape (ceil(n_items / 64),) or (0,) unless "unseen"
+    seen : ndarray of uint64, shape (ceil(n_items / 64),), or (0,) under "uniform"
     pool_items, pool_scores : ndarray of int64 / float32, shape (pool_size,)
     cand, cand_next : ndarray of int64, shape (n_candidates,)
         Scratch, overwritten.
@@ -144,7 +146,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
             u = user_order[k]
             start = indptr[u]
             n_pos = indptr[u + 1] - start
-            if neg_code == NEG_UNSEEN:
+            if neg_code != NEG_UNIFORM:
                 mark_row(seen, indices, start, start + n_pos, True)
             for a in range(n_pos):
                 order[a] = start + a
@@ -158,7 +160,12 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                 # The user's candidate pool, drawn and scored once for all its positives.
                 n_pool = pool_items.shape[0]
                 for q in range(pool_items.shape[0]):
-                    state, jq = draw_negative(state, indptr, indices, seen, u, n_items, neg_code)
+                    if POPULARITY:  # noqa: F821 (bound by specialise)
+                        state, jq = draw_popular_unseen(state, indptr, indices, seen, u,
+                                                        n_items, alias_prob, alias_items)
+                    else:
+                        state, jq = draw_negative(state, indptr, indices, seen, u, n_items,
+                                                  neg_code)
                     if jq < 0:
                         n_pool = 0
                         break
@@ -177,9 +184,14 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                     for t in range(n_cur):
                         cand[t] = cand_next[t]
                     if step < n_pos:
-                        state, n_next = _draw_candidates(state, indptr, indices, seen, u,
-                                                         n_items, neg_code, n_candidates,
-                                                         cand_next)
+                        if POPULARITY:  # noqa: F821
+                            state, n_next = _draw_popular_candidates(
+                                state, indptr, indices, seen, u, n_items, alias_prob,
+                                alias_items, n_candidates, cand_next)
+                        else:
+                            state, n_next = _draw_candidates(state, indptr, indices, seen, u,
+                                                             n_items, neg_code, n_candidates,
+                                                             cand_next)
                         # Rows the step will write are asked for with write intent.
                         if do_pos:
                             prefetch_row_for_write(item_factors, indices[order[step]])
@@ -277,7 +289,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                     # The chosen entry's score after its step: a stale high score
                     # would make it chosen again for the user's next positives.
                     pool_scores[q] = dot(user_factors, u, item_factors, j)
-            if neg_code == NEG_UNSEEN:
+            if neg_code != NEG_UNIFORM:
                 mark_row(seen, indices, start, start + n_pos, False)
         states[c] = state
         loss_sum[c] = chunk_loss + math.log(loss_product)
@@ -300,18 +312,35 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
     return state, n_candidates
 
 
-def _compiled(name, row_update, with_pool):
+@njit(cache=True, inline="always")
+def _draw_popular_candidates(state, indptr, indices, seen, u, n_items, alias_prob, alias_items,
+                             n_candidates, out):
+    """:func:`_draw_candidates` of the popularity policy (``sampling.draw_popular_unseen``)."""
+    for t in range(n_candidates):
+        state, j = draw_popular_unseen(state, indptr, indices, seen, u, n_items, alias_prob,
+                                       alias_items)
+        if j < 0:
+            return state, 0
+        out[t] = j
+    return state, n_candidates
+
+
+def _compiled(name, row_update, with_pool, popularity):
     return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
                 pipeline_class=NoAliasCompiler)(
         specialise(_train_chunks, name, row_update=row_update, WITH_POOL=with_pool,
-                   FUSED_SGD=row_update is ROW_UPDATES[OPT_SGD]))
+                   FUSED_SGD=row_update is ROW_UPDATES[OPT_SGD], POPULARITY=popularity))
 
 
-#: The per-sample kernel of each optimiser code. Each is compiled (and cached)
-#: on its first call only, so a run compiles the one it uses.
-TRAIN_CHUNKS = {(code, with_pool): _compiled(f"train_chunks_{name}{'_pool' * with_pool}",
-                                             ROW_UPDATES[code], with_pool)
+#: The per-sample kernel of each optimiser code, with or without a candidate
+#: pool, with or without the popularity policy (its draws are compiled only
+#: into the kernels that use them). Each is compiled (and cached) on its first
+#: call only, so a run compiles the one it uses.
+TRAIN_CHUNKS = {(code, with_pool, popularity): _compiled(
+                    f"train_chunks_{name}{'_pool' * with_pool}{'_popularity' * popularity}",
+                    ROW_UPDATES[code], with_pool, popularity)
                 for code, name in ((OPT_SGD, "sgd"), (OPT_ADAGRAD, "adagrad"),
                                    (OPT_ADAGRAD_ROWWISE, "rowwise_adagrad"),
                                    (OPT_ADAM, "adam"))
-                for with_pool in (False, True)}
+                for with_pool in (False, True)
+                for popularity in (False, True)}

@@ -10,7 +10,10 @@ Policies (codes frozen at compile time):
 - ``NEG_POPULARITY`` (2): an item drawn with probability proportional to
   ``count ** exponent`` (its training positives; items without any count as
   1), from an alias table built once in Python (:func:`alias_table`) and
-  drawn in O(1) by :func:`draw_alias`. Used by the listwise kernel only.
+  drawn in O(1) by :func:`draw_alias`. The listwise kernel drops the draws
+  that hit the user's positives; the per-sample kernel redraws them
+  (:func:`draw_popular_unseen`), so its negatives follow the popularity
+  distribution restricted to the user's unseen items.
 """
 
 from __future__ import annotations
@@ -85,14 +88,40 @@ def draw_negative(state, indptr, indices, seen, u, n_items, neg_code):
         state, j = next_below(state, n_items)
         if not is_marked(seen, j):
             return state, j
-    # Exact draw: the r-th item of the complement of the sorted row.
-    state, j = next_below(state, n_items - n_pos)
+    return _draw_unseen_by_rank(state, indices, start, end, n_items)
+
+
+@njit(cache=True, inline="always")
+def _draw_unseen_by_rank(state, indices, start, end, n_items):
+    """Exact draw: the r-th item of the complement of the sorted ``indices[start:end]``."""
+    state, j = next_below(state, n_items - (end - start))
     for k in range(start, end):
         if indices[k] <= j:
             j += 1
         else:
             break
     return state, j
+
+
+@njit(cache=True, inline="always")
+def draw_popular_unseen(state, indptr, indices, seen, u, n_items, alias_prob, alias_items):
+    """A popularity draw (:func:`draw_alias`) among the items user ``u`` has not seen.
+
+    A draw that hits one of the user's positives (marked in ``seen``) is
+    redrawn; after ``_REJECTION_TRIES`` hits in a row (a user who has most of
+    the popular items) the negative is drawn uniformly among the unseen
+    items, as "unseen" does. Returns ``(state, j)``, ``j = -1`` when the user
+    has every item.
+    """
+    start = indptr[u]
+    end = indptr[u + 1]
+    if end - start >= n_items:
+        return state, np.int64(-1)
+    for _ in range(_REJECTION_TRIES):
+        state, j = draw_alias(state, alias_prob, alias_items)
+        if not is_marked(seen, j):
+            return state, np.int64(j)
+    return _draw_unseen_by_rank(state, indices, start, end, n_items)
 
 
 def alias_table(weights):
