@@ -10,8 +10,8 @@ defaults unless changed) and ``show_progress=False``, times each ``fit`` with
 first fit a tiny matrix once, untimed (ours: the numba kernels compiled or
 loaded from the cache; implicit: its OpenMP threads started). With
 ``--rounds R`` the pair of workers runs R times, implicit and ours
-alternating, so a machine whose speed drifts during the run slows both
-alike; a library's time is the median of all its fits, and each round's
+alternating (implicit first in odd rounds, ours first in even ones), so a
+machine whose speed drifts during the run slows both alike; a library's time is the median of all its fits, and each round's
 ratio is reported too. The parent scores the last factor pairs with
 ``bpr_numba.metrics.auc_score((U, V), test, train)`` and writes one JSON
 record to ``bench/results/``.
@@ -68,7 +68,11 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--worker", choices=["implicit", "ours"], help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("repeats", "rounds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1; got {getattr(args, name)}")
+    return args
 
 
 # --------------------------------------------------------------------- workers
@@ -164,9 +168,10 @@ def main(argv=None):
             row = {"dataset": name, "shape": list(train.shape), "train_nnz": int(train.nnz),
                    "test_nnz": int(test.nnz), "iterations": iterations}
             rounds = []
+            pair = (("implicit", args.peers_python), ("ours", sys.executable))
             for r in range(args.rounds):
                 this_round = {}
-                for lib, python in (("implicit", args.peers_python), ("ours", sys.executable)):
+                for lib, python in pair if r % 2 == 0 else pair[::-1]:
                     record = run_worker(python, args, lib, folder, iterations)
                     with np.load(folder / f"{lib}.npz") as f:
                         U = f["user_factors"].astype(np.float32)

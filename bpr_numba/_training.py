@@ -371,13 +371,19 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     ``opt_code``, ``num_threads``, ``out``: four per-chunk arrays (float64,
     int64 x 3) the kernel writes its totals into, so they are kept even when a
     Ctrl-C is raised as the call returns, and ``alias``: the ``(prob, alias)``
-    table of the popularity policy (``popularity_table``), None otherwise.
+    table of the popularity policy (the first two arrays of
+    ``popularity_table``), None otherwise.
 
     Returns
     -------
     loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
     """
-    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0, neg_code == NEG_POPULARITY]
+    popularity = neg_code == NEG_POPULARITY
+    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]
+    if popularity and (alias is None or len(alias[0]) != item_factors.shape[0]):
+        # The kernel reads the table without bounds checks.
+        raise ValueError(f"the popularity policy needs an alias table of {item_factors.shape[0]} "
+                         f"items; got {None if alias is None else len(alias[0])}.")
     if alias is None:
         alias = (np.zeros(0, np.float64), np.zeros(0, np.int64))
     n_chunks = states.shape[0]

@@ -39,7 +39,7 @@ def _build_parser():
                                                          "dense-adam"], default=None)
     model.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     model.add_argument("--reg", type=float, default=None, help="L2 regularization")
-    model.add_argument("--negatives", choices=["uniform", "unseen"], default=None)
+    model.add_argument("--negatives", choices=["uniform", "unseen", "popularity"], default=None)
     model.add_argument("--batch-size", type=int, default=None, help="dense-adam batch size")
     model.add_argument("--threads", type=int, default=0, help="threads (default: 0 = all cores)")
     model.add_argument("--seed", type=int, default=None,

@@ -814,6 +814,10 @@ class _Scattered:
     def _scatter(self):
         return self.client.scatter([self.data], broadcast=True, hash=False)[0]
 
+    def lost(self):
+        """Whether the scattered copy is gone (every worker holding it was lost)."""
+        return self.future.status == "cancelled" and self.client.status == "running"
+
     def refresh(self, generation):
         """Scatter again, unless it was already done since ``generation``."""
         if generation == self.generation:
@@ -831,7 +835,7 @@ def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
     A task cancelled because ``shared`` (a :class:`_Scattered` the tasks
     read) was lost with every worker is resubmitted after ``shared`` is
     scattered again, at most ``_RESCATTERS`` times a run; any other
-    cancellation or error is raised.
+    cancellation (say, the client closed) or error is raised.
     """
     futures = {}  # key -> (index, generation of shared when submitted)
     pending = as_completed()
@@ -852,11 +856,16 @@ def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
             index, generation = futures.pop(future.key)
             try:
                 result = future.result()
-            except CancelledError:
-                if shared is None or (generation == shared.generation
-                                      and rescatters >= _RESCATTERS):
+            except CancelledError as exc:
+                current = shared is not None and generation == shared.generation
+                if shared is None or (current and not shared.lost()):
                     raise
-                if generation == shared.generation:
+                if current:
+                    if rescatters >= _RESCATTERS:
+                        raise RuntimeError(
+                            f"{desc}: every worker holding the shared data was lost "
+                            f"{rescatters + 1} times in this run (it was scattered again after "
+                            "each loss); check the workers' memory limits and logs.") from exc
                     rescatters += 1
                 shared.refresh(generation)
                 start(index)

@@ -7,6 +7,8 @@ import inspect
 import json
 import os
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -26,11 +28,12 @@ from bpr_numba.baselines import Popularity
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 N_USERS, N_ITEMS = 1000, 300
+N_WORKERS = 2
 
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    cluster = LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=None)
     with Client(cluster) as c:
         yield c
@@ -200,18 +203,47 @@ class KillsEveryWorkerOnce(KillsWorkerOnce):
         return self.model.recommend(userid, user_items, **kwargs)
 
 
-def test_losing_every_worker_at_once_scatters_the_model_again(client, synthetic, tmp_path):
+def test_losing_every_worker_at_once_scatters_the_model_again(client, synthetic, tmp_path,
+                                                              monkeypatch):
     # Each of the two workers dies on its first block: the scattered model is lost with
     # both copies, Dask cancels the blocks ("already forgotten"), and the run scatters it
     # to the restarted workers and resubmits them.
     model, train, _ = synthetic
-    n_workers = len(client.scheduler_info()["workers"])
+    client.wait_for_workers(N_WORKERS, timeout=120)  # back from an earlier test's kill
+    refreshes = []
+    refresh = dd._Scattered.refresh
+    monkeypatch.setattr(dd._Scattered, "refresh",
+                        lambda self, generation: (refreshes.append(generation),
+                                                  refresh(self, generation)))
     marker = tmp_path / "killed"
-    ids, scores = dd.recommend_all(KillsEveryWorkerOnce(model, marker, n_workers), train, N=5,
+    ids, scores = dd.recommend_all(KillsEveryWorkerOnce(model, marker, N_WORKERS), train, N=5,
                                    client=client, block_users=500)
-    assert all((tmp_path / f"killed-{k}").exists() for k in range(n_workers))
+    assert all((tmp_path / f"killed-{k}").exists() for k in range(N_WORKERS))
+    assert refreshes  # the model was scattered again
     expected = model.recommend(np.arange(N_USERS), train, N=5)
     assert_same_top_n((ids, scores), expected)
+
+
+def test_a_cancelled_task_with_its_shared_data_intact_is_raised(client, monkeypatch):
+    # Only a loss of the shared data is repaired by a new scatter; any other cancel
+    # (here the caller's own) reaches the caller as it is.
+    from concurrent.futures import CancelledError
+
+    refreshes = []
+    monkeypatch.setattr(dd._Scattered, "refresh",
+                        lambda self, generation: refreshes.append(generation))
+    shared = dd._Scattered(client, np.arange(3))
+    submitted = []
+
+    def submit(index):
+        future = client.submit(time.sleep, 3, pure=False)
+        submitted.append(future)
+        threading.Timer(0.3, future.cancel).start()
+        return future
+
+    with pytest.raises(CancelledError):
+        list(dd._run_windowed(submit, 1, 1, False, "test", shared))
+    assert not refreshes and len(submitted) == 1
 
 
 def test_a_failing_task_is_retried_or_reported(client, synthetic, tmp_path):

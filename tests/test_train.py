@@ -271,26 +271,26 @@ def test_unseen_negatives_skip_only_users_with_every_item(X, seed):
 
 def test_popularity_negatives_follow_popularity_among_the_unseen_items():
     # Items 0-9 with 1..10 positives each (exponent 1: q_j = (j + 1) / 55); the
-    # user has items 8 and 9, so a draw hits them with h = 19 / 55. The kernel
-    # redraws a hit up to 8 times, then draws uniformly among the 8 unseen
-    # items: P(j) = q_j (1 - h^8) / (1 - h) + h^8 / 8 for every unseen j.
+    # user has items 4-9, so a draw hits them with h = 45 / 55. The kernel
+    # redraws a hit up to 8 times, then draws uniformly among the 4 unseen
+    # items (h^8 = 0.2 of the draws): P(j) = q_j (1 - h^8) / (1 - h) + h^8 / 4.
     import scipy.sparse as sp
 
     from bpr_numba._kernels.sampling import draw_popular_unseen, mark_row
 
     counts = np.arange(1, 11)
-    rows = np.arange(counts.sum())
-    X = sp.csr_matrix((np.ones(counts.sum(), F32), (rows, np.repeat(np.arange(10), counts))),
+    X = sp.csr_matrix((np.ones(counts.sum(), F32),
+                       (np.arange(counts.sum()), np.repeat(np.arange(10), counts))),
                       shape=(counts.sum(), 10))
     prob, alias, _ = popularity_table(X, 1.0)
-    indptr = np.array([0, 2], np.int64)
-    indices = np.array([8, 9], np.int32)
+    indptr = np.array([0, 6], np.int64)
+    indices = np.arange(4, 10, dtype=np.int32)
     seen = np.zeros(1, np.uint64)
-    mark_row(seen, indices, 0, 2, True)
+    mark_row(seen, indices, 0, 6, True)
     q = counts / counts.sum()
-    h = q[8:].sum()
-    expected = q * (1 - h ** 8) / (1 - h) + h ** 8 / 8
-    expected[8:] = 0.0
+    h = q[4:].sum()
+    expected = q * (1 - h ** 8) / (1 - h) + h ** 8 / 4
+    expected[4:] = 0.0
     assert_allclose(expected.sum(), 1.0)
     state, n = np.uint64(2024), 40_000
     drawn = np.zeros(10, np.int64)
@@ -298,15 +298,34 @@ def test_popularity_negatives_follow_popularity_among_the_unseen_items():
         state, j = draw_popular_unseen(state, indptr, indices, seen, 0, 10, prob, alias)
         state = np.uint64(state)  # returned to Python as an int: keep the kernels' type
         drawn[j] += 1
-    assert drawn[8:].sum() == 0  # never one of the user's positives
-    chi2 = ((drawn[:8] - n * expected[:8]) ** 2 / (n * expected[:8])).sum()
-    assert chi2 < 24.3  # 99.9% quantile of chi-square with 7 degrees of freedom
+    assert drawn[4:].sum() == 0  # never one of the user's positives
+    chi2 = ((drawn[:4] - n * expected[:4]) ** 2 / (n * expected[:4])).sum()
+    assert chi2 < 16.3  # 99.9% quantile of chi-square with 3 degrees of freedom
     # A user with every item has no negative.
     full = np.arange(10, dtype=np.int32)
     seen_all = np.zeros(1, np.uint64)
     mark_row(seen_all, full, 0, 10, True)
     assert draw_popular_unseen(np.uint64(1), np.array([0, 10], np.int64), full, seen_all, 0, 10,
                                prob, alias)[1] == -1
+
+
+@pytest.mark.parametrize("alias", [None, (np.ones(1), np.zeros(1, np.int64))])
+def test_popularity_without_a_table_of_every_item_is_refused(alias):
+    # The kernel reads the table without bounds checks: a missing or short one is refused.
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1, 0]], F32))
+    U = np.zeros((1, 3), F32)
+    V = np.zeros((2, 3), F32)
+    e = np.zeros((0, 0), F32)
+    t = np.zeros(0, np.int64)
+    with pytest.raises(ValueError, match="alias table of 2 items"):
+        train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+                           np.zeros(0, F32), np.array([0], np.int64), np.array([0, 1], np.int64),
+                           U, V, e, e, e, e, t, e, e, t, np.zeros(1, np.uint64), ADAM_ALPHA,
+                           LOSSES["bpr"], OPTIMIZERS["sgd"], NEGATIVES["popularity"], 3, 1,
+                           UPDATE_ALL, F32(0.1), F32(0.01), F32(0.9), F32(0.999), F32(1e-8),
+                           alias=alias)
 
 
 def test_plan_epoch_covers_every_trainable_user_once():

@@ -13,7 +13,9 @@ Policies (codes frozen at compile time):
   drawn in O(1) by :func:`draw_alias`. The listwise kernel drops the draws
   that hit the user's positives; the per-sample kernel redraws them
   (:func:`draw_popular_unseen`), so its negatives follow the popularity
-  distribution restricted to the user's unseen items.
+  distribution restricted to the user's unseen items, mixed with a uniform
+  draw among them with probability ``h ** 8`` (``h``: the popularity mass of
+  the user's positives; small but for users who have most popular items).
 """
 
 from __future__ import annotations
