@@ -11,8 +11,8 @@ first fit a tiny matrix once, untimed (ours: the numba kernels compiled or
 loaded from the cache; implicit: its OpenMP threads started). With
 ``--rounds R`` the pair of workers runs R times, implicit and ours
 alternating (implicit first in odd rounds, ours first in even ones), so a
-machine whose speed drifts during the run slows both alike; a library's time is the median of all its fits, and each round's
-ratio is reported too. The parent scores the last factor pairs with
+machine whose speed drifts during the run slows both alike; a library's time
+is the median of all its fits, and each round's ratio is reported too. The parent scores the last factor pairs with
 ``bpr_numba.metrics.auc_score((U, V), test, train)`` and writes one JSON
 record to ``bench/results/``.
 

@@ -51,7 +51,8 @@ class BprNumbaDropInTest(unittest.TestCase, RecommenderBaseTestMixin):
 def peer_version(python):
     """implicit's version in ``python``, which must also import the checkout's dependencies."""
     probe = ("import importlib.util as u, implicit; "
-             "missing = [m for m in ('numpy', 'scipy', 'numba', 'pytest') if u.find_spec(m) is None]; "
+             "missing = [m for m in ('numpy', 'scipy', 'numba', 'pytest') "
+             "if u.find_spec(m) is None]; "
              "print(implicit.__version__, *missing)")
     out = subprocess.run([python, "-c", probe], capture_output=True, text=True)
     if out.returncode != 0:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from concurrent.futures import CancelledError
 import itertools
 import json
 import math
@@ -34,6 +33,7 @@ import numbers
 import os
 import time
 import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 try:

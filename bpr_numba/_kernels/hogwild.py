@@ -39,9 +39,9 @@ _PRODUCT_LIMIT = 1e300
 
 
 def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, alias_prob,
-                 alias_items, user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                 item_adam_m, item_adam_v, item_adam_t, states, adam_alpha, loss_code, neg_code,
-                 n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
+                 alias_items, user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m,
+                 user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t, states,
+                 adam_alpha, loss_code, neg_code, n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
                  loss_sum, n_trained, n_skipped, n_refused):
