@@ -83,15 +83,17 @@ def _train(model, recipe, epochs, X, user_factors, item_factors, state, chunk_st
     run = _Run(user_factors, item_factors)
     streams = (model._streams[0], chunk_states)
 
-    def train_epoch(interrupt, epoch):
-        totals = trainer.epoch(X, weights, run._user_factors, run._item_factors, state,
-                               streams, interrupt, epoch, update_mask=mask)
-        if totals[3]:
-            trainer.record(totals, epoch, what=f"fold-in of {what}",
-                           keeps="Those steps were not applied; the model is unchanged.")
-        return {"loss": totals[0] / max(totals[1], 1), "skipped": int(totals[2])}
+    def train_epochs(interrupt, epoch, n):
+        totals = trainer.epochs(X, weights, run._user_factors, run._item_factors, state,
+                                streams, interrupt, epoch, n, update_mask=mask)
+        for e, row in enumerate(totals):
+            if row[3]:
+                trainer.record(row, epoch + e, what=f"fold-in of {what}",
+                               keeps="Those steps were not applied; the model is unchanged.")
+        return [{"loss": row[0] / max(row[1], 1), "skipped": int(row[2])} for row in totals]
 
-    run_epochs(run, epochs, train_epoch, num_threads=recipe.num_threads)
+    run_epochs(run, epochs, train_epochs, num_threads=recipe.num_threads,
+               epochs_per_call=trainer.epochs_per_call(X))
 
 
 def fold_in_users(model, rows, epochs):

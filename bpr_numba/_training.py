@@ -360,23 +360,33 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                       num_threads=0, pool_size=0, out=None, alias=None):
-    """Train the chunks ``chunk_bounds`` of an epoch on ``num_threads`` threads, Hogwild style.
+                       num_threads=0, pool_size=0, out=None, alias=None, chunks=None):
+    """Train the chunks of one epoch, or of several, on ``num_threads`` threads, Hogwild style.
 
     The kernel of the optimiser and pool use
     (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]``) runs
     on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
     so with one thread the result does not depend on how the chunks were cut.
-    Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus
-    ``opt_code``, ``num_threads``, ``out``: four per-chunk arrays (float64,
-    int64 x 3) the kernel writes its totals into, so they are kept even when a
-    Ctrl-C is raised as the call returns, and ``alias``: the ``(prob, alias)``
-    table of the popularity policy (the first two arrays of
-    ``popularity_table``), None otherwise.
+    Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus:
+
+    - ``user_order``, ``chunk_bounds``: one epoch's (1-d, as ``plan_epoch``
+      gives them) or ``n`` epochs' stacked (2-d, one row per epoch). Several
+      epochs are one kernel call per thread, each thread training its own
+      range of chunks epoch after epoch without waiting for the others (no
+      hand-off between epochs); a range that refuses a step stops after
+      that epoch. With one thread it is exactly the epochs one by one.
+    - ``opt_code``, ``num_threads``;
+    - ``out``: four arrays of per-chunk totals (float64, int64 x 3; shape
+      ``(n_chunks,)``, or ``(n, n_chunks)`` for stacked epochs) the kernel
+      writes into, so they are kept even when a Ctrl-C is raised as the call
+      returns;
+    - ``alias``: the ``(prob, alias)`` table of the popularity policy (the
+      first two arrays of ``popularity_table``), None otherwise;
+    - ``chunks``: ``(first, end)``, the chunks to train (default: all).
 
     Returns
     -------
-    loss_sum, n_trained, n_skipped, n_refused : ndarray, shape (n_chunks,)
+    loss_sum, n_trained, n_skipped, n_refused : ndarray, shape of ``out``
     """
     popularity = neg_code == NEG_POPULARITY
     kernel = TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]
@@ -386,17 +396,22 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                          f"items; got {None if alias is None else len(alias[0])}.")
     if alias is None:
         alias = (np.zeros(0, np.float64), np.zeros(0, np.int64))
-    n_chunks = states.shape[0]
+    shape = user_order.shape[:-1] + states.shape  # (n_chunks,) or (n, n_chunks)
+    user_order, chunk_bounds = np.atleast_2d(user_order), np.atleast_2d(chunk_bounds)
+    n_epochs, n_chunks = chunk_bounds.shape[0], states.shape[0]
     if out is None:
-        out = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
-               np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+        out = (np.zeros(shape, np.float64),) + tuple(np.zeros(shape, np.int64) for _ in range(3))
+    kernel_out = tuple(total.reshape(n_epochs, n_chunks) for total in out)  # views
+    first, end = (0, n_chunks) if chunks is None else chunks
     n_items, n_cols = item_factors.shape
-    users = user_order[chunk_bounds[0]:chunk_bounds[-1]]
-    max_row = int((indptr[users + 1] - indptr[users]).max(initial=0))
+    # Every epoch orders the same users: the longest row of all sizes the scratch.
+    max_row = int(np.diff(indptr)[user_order[0]].max(initial=0))
+    users = user_order[0, chunk_bounds[0, first]:chunk_bounds[0, end]]
+    n_samples = int((indptr[users + 1] - indptr[users]).sum())
     flags = (bool(update_mask & UPDATE_USER), bool(update_mask & UPDATE_POSITIVE),
              bool(update_mask & UPDATE_NEGATIVE), weights.shape[0] > 0)
 
-    def call(first, end):
+    def call(a, b):
         # Scratch of this range's thread (the kernel allocates nothing).
         scratch = (np.empty(n_cols, np.float32), np.empty(n_cols, np.float32),
                    np.empty(n_cols, np.float32), np.empty((3, n_cols), np.float32),
@@ -404,18 +419,20 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                    np.zeros((n_items + 63) // 64 if neg_code != NEG_UNIFORM else 0, np.uint64),
                    np.empty(pool_size, np.int64), np.empty(pool_size, np.float32),
                    np.empty(n_candidates, np.int64), np.empty(n_candidates, np.int64))
-        kernel(indptr, indices, weights, user_order, chunk_bounds, first, end, *alias,
+        kernel(indptr, indices, weights, user_order, chunk_bounds, first + a, first + b, *alias,
                user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
                user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
                loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
-               lr, reg, beta_1, beta_2, epsilon, *out)
+               lr, reg, beta_1, beta_2, epsilon, *kernel_out)
 
     # A small epoch is one range per thread: each kernel call costs ~40 us of
     # Python under the GIL (MovieLens 100k: 8 calls were ~15% of an epoch on 2
     # threads). A large one is cut finer, so a slowed thread takes fewer.
-    n_samples = int(indptr[users + 1].sum() - indptr[users].sum())
-    pieces = max(1, min(4, n_samples // SAMPLES_PER_PIECE))
-    parallel_ranges(call, n_chunks, num_threads, pieces_per_thread=pieces)
+    # Stacked epochs are one range per thread: a range trains its chunks in
+    # every epoch, and finer ranges would train some chunks' users several
+    # epochs before others'.
+    pieces = 1 if n_epochs > 1 else max(1, min(4, n_samples // SAMPLES_PER_PIECE))
+    parallel_ranges(call, end - first, num_threads, pieces_per_thread=pieces)
     return out
 
 
@@ -477,46 +494,67 @@ class HogwildTrainer:
                 "scores with dot products: use similarity='auto' or 'dot'."
             )
 
-    def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
-              update_mask=UPDATE_ALL):
-        """One epoch of the kernel over the rows of ``X``; returns the totals.
+    def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
+               n=1, update_mask=UPDATE_ALL):
+        """``n`` epochs of the kernel over the rows of ``X``; returns their totals.
 
         ``user_factors``/``item_factors`` and ``state`` may be the model's own
-        or stand-ins (fold-in); ``update_mask`` says which rows move.
+        or stand-ins (fold-in); ``update_mask`` says which rows move. Several
+        epochs are planned first, drawing from the streams in the order the
+        epochs one by one would, and trained in one kernel call per thread
+        (``train_epoch_chunks``); an epoch too large for one call is cut into
+        calls (``call_slices``), between which a Ctrl-C can land.
 
         Returns
         -------
-        ndarray of float64, shape (4,)
-            Loss sum, samples trained, skipped (no negative), refused (divergence).
+        ndarray of float64, shape (n, 4)
+            Per epoch: loss sum, samples trained, skipped (no negative),
+            refused (divergence).
         """
         r = self.recipe
         chunk_states = streams[1]
-        row_lengths, user_order, chunk_bounds, n_user_cols = self._plan(X, streams, user_factors)
+        plans = [self._plan(X, streams) for _ in range(n)]
+        row_lengths = np.diff(X.indptr)
+        user_order = np.stack([order for order, _ in plans])
+        chunk_bounds = np.stack([bounds for _, bounds in plans])
+        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
         f32 = np.float32
-        n_chunks = chunk_states.shape[0]
         # Per-chunk totals, written by the kernel itself: a Ctrl-C raised as a
         # call returns cannot lose them.
-        per_chunk = (np.zeros(n_chunks, np.float64), np.zeros(n_chunks, np.int64),
-                     np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+        shape = (n, chunk_states.shape[0])
+        per_chunk = (np.zeros(shape, np.float64),) + tuple(np.zeros(shape, np.int64)
+                                                           for _ in range(3))
         u, i = state.user, state.item
         alias = self._table(X)[:2]
 
         def call(first, end):
             train_epoch_chunks(
-                X.indptr, X.indices, weights, user_order, chunk_bounds[first:end + 1],
+                X.indptr, X.indices, weights, user_order, chunk_bounds,
                 user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
-                chunk_states[first:end], LAZY_ADAM_ALPHA,
+                chunk_states, LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
                 n_user_cols, r.candidates_for(X.shape[1], X.nnz), update_mask,
                 f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
-                f32(LAZY_EPSILON), r.num_threads, r.negative_pool,
-                tuple(total[first:end] for total in per_chunk), alias)
+                f32(LAZY_EPSILON), r.num_threads, r.negative_pool, per_chunk, alias,
+                chunks=(first, end))
 
-        slices = call_slices(chunk_bounds, row_lengths, user_order)
+        slices = (call_slices(chunk_bounds[0], row_lengths, user_order[0]) if n == 1
+                  else [(0, shape[1])])
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
-        return np.array([float(total.sum()) for total in per_chunk])
+        return np.stack([total.sum(axis=1, dtype=np.float64) for total in per_chunk], axis=1)
+
+    def epochs_per_call(self, X):
+        """How many epochs of ``X`` one kernel call may train: as many as fit in
+        ``SAMPLES_PER_CALL`` samples of one candidate each (Ctrl-C lands
+        between calls, so a call stays well under a second), at least 1.
+
+        MovieLens 100k with implicit's settings: 40 (its epochs take about
+        5 ms, of which the hand-off to the threads was 1 ms); Gowalla: 1.
+        """
+        n_candidates = self.recipe.candidates_for(X.shape[1], X.nnz)
+        return max(1, SAMPLES_PER_CALL // max(X.nnz * n_candidates, 1))
 
     def _table(self, X):
         """The popularity alias table of ``X``: ``(prob, alias, log_q)``, made once per matrix."""
@@ -527,13 +565,11 @@ class HogwildTrainer:
             self._popularity = (X, popularity_table(X, self.recipe.popularity_exponent))
         return self._popularity[1]
 
-    def _plan(self, X, streams, user_factors):
-        """The epoch's order: ``(row_lengths, user_order, chunk_bounds, n_user_cols)``."""
+    def _plan(self, X, streams):
+        """An epoch's order: ``(user_order, chunk_bounds)`` (``plan_epoch``)."""
         row_lengths = np.diff(X.indptr)
         trainable = np.flatnonzero(row_lengths).astype(np.int64)
-        user_order, chunk_bounds = plan_epoch(row_lengths, trainable, streams[0])
-        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
-        return row_lengths, user_order, chunk_bounds, n_user_cols
+        return plan_epoch(row_lengths, trainable, streams[0], streams[1].shape[0])
 
     def record(self, totals, epoch, what="training", keeps=None):
         """The epoch's history record from the kernel totals; raises on divergence."""
@@ -556,11 +592,16 @@ class HogwildTrainer:
             self._warned_skipped = True
         return {"loss": loss_sum / n_trained, "skipped": n_skipped}
 
-    def train_epoch(self, model, X, weights, interrupt, epoch):
-        """One epoch on the model's own factors; returns its history record."""
-        totals = self.epoch(X, weights, model._user_factors, model._item_factors,
-                            model._opt_state, model._streams, interrupt, epoch)
-        return self.record(totals, epoch)
+    def train_epochs(self, model, X, weights, interrupt, epoch, n=1):
+        """``n`` epochs on the model's own factors; returns their history records.
+
+        An iterator: reading the record of an epoch that diverged raises
+        (``record``).
+        """
+        totals = self.epochs(X, weights, model._user_factors, model._item_factors,
+                             model._opt_state, model._streams, interrupt, epoch, n)
+        # Lazy: the epochs before a diverged one are recorded before it raises.
+        return (self.record(row, epoch + e) for e, row in enumerate(totals))
 
 
 def popularity_table(X, exponent):
@@ -626,19 +667,23 @@ class ListwiseTrainer(HogwildTrainer):
                 "expected the defaults (None and 0)."
             )
 
-    def epoch(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
-              update_mask=UPDATE_ALL):
-        """One epoch of the listwise kernel over the rows of ``X``; returns the totals.
+    def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
+               n=1, update_mask=UPDATE_ALL):
+        """One epoch (``n`` must be 1) of the listwise kernel over the rows of ``X``; its totals.
 
         Returns
         -------
-        ndarray of float64, shape (4,)
+        ndarray of float64, shape (1, 4)
             Loss sum, positives trained, skipped (no negative), refused
             (divergence: counted per user step).
         """
+        if n != 1:
+            raise ValueError(f"the listwise kernel trains one epoch per call; got n={n}.")
         r = self.recipe
         chunk_states = streams[1]
-        row_lengths, user_order, chunk_bounds, n_user_cols = self._plan(X, streams, user_factors)
+        user_order, chunk_bounds = self._plan(X, streams)
+        row_lengths = np.diff(X.indptr)
+        n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
         n_items, n_cols = item_factors.shape
         cosine = r.similarity == "cosine"
         flags = (bool(update_mask & UPDATE_USER), bool(update_mask & UPDATE_POSITIVE),
@@ -683,7 +728,11 @@ class ListwiseTrainer(HogwildTrainer):
 
         slices = call_slices(chunk_bounds, row_lengths, user_order)
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
-        return np.array([float(total.sum()) for total in per_chunk])
+        return np.array([[float(total.sum()) for total in per_chunk]])
+
+    def epochs_per_call(self, X):
+        """1: a listwise epoch scores many negatives per user, its calls are long already."""
+        return 1
 
 
 class DenseAdamTrainer:
@@ -765,8 +814,14 @@ class DenseAdamTrainer:
             )
         return loss_sum[0]
 
-    def train_epoch(self, model, X, weights, interrupt, epoch):
-        """One epoch: every positive once with a uniform negative, in a shuffled order."""
+    def epochs_per_call(self, X):
+        """1: the mini-batch kernel runs one epoch per call."""
+        return 1
+
+    def train_epochs(self, model, X, weights, interrupt, epoch, n=1):
+        """One epoch (``n`` must be 1): every positive once with a uniform negative, shuffled."""
+        if n != 1:
+            raise ValueError(f"the Keras-compatible mode trains one epoch per call; got n={n}.")
         rng = model._streams[0]
         users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
         positives = X.indices.astype(np.int64)
@@ -774,7 +829,7 @@ class DenseAdamTrainer:
         order = rng.permutation(users.size)
         loss_sum = self.triplets(model, users[order], positives[order], negatives[order],
                                  interrupt, epoch)
-        return {"loss": loss_sum / users.size, "skipped": 0}
+        return [{"loss": loss_sum / users.size, "skipped": 0}]
 
 
 def trainer_for(recipe, has_bias_column=False):
@@ -848,17 +903,23 @@ class LoopOptions:
         return opts
 
 
-def run_epochs(model, epochs, train_epoch, options=None, num_threads=0, desc="BPR"):
-    """THE epoch loop: train ``epochs`` epochs of ``model`` with ``train_epoch``.
+def run_epochs(model, epochs, train_epochs, options=None, num_threads=0, desc="BPR",
+               epochs_per_call=1):
+    """THE epoch loop: train ``epochs`` epochs of ``model`` with ``train_epochs``.
 
-    ``train_epoch(interrupt, epoch)`` trains one epoch and returns its record
-    (``loss``, ``skipped``); it raises on divergence. After every epoch the
-    loop times it, scores the validation metric, appends the record to
+    ``train_epochs(interrupt, epoch, n)`` trains ``n`` epochs from ``epoch``
+    on and returns their records (``loss``, ``skipped``), an iterable read in
+    order that raises at an epoch that diverged. ``n`` is 1 when something
+    looks between epochs (validation, callbacks), else up to
+    ``epochs_per_call`` (the trainer's: several small epochs in one kernel
+    call); each record gets an equal share of the call's seconds. After every
+    epoch the loop scores the validation metric, appends the record to
     ``model.history_``, advances ``model.n_epochs_done_``, calls the callbacks
-    (``callback(epoch, record)``; False stops), applies patience and honours a
-    Ctrl-C that asked to finish the epoch. With validation and patience the
-    factors of the best epoch are restored at the end (a copy of the factors
-    is kept for that); ``model.best_epoch_`` names the best epoch.
+    (``callback(epoch, record)``; False stops), applies patience, and after
+    every call honours a Ctrl-C that asked to finish the epoch(s) under way.
+    With validation and patience the factors of the best epoch are restored
+    at the end (a copy of the factors is kept for that); ``model.best_epoch_``
+    names the best epoch.
 
     ``model`` needs ``history_``, ``n_epochs_done_`` and the factor attributes
     ``_user_factors``/``_item_factors`` (fold-in passes a stand-in).
@@ -866,46 +927,51 @@ def run_epochs(model, epochs, train_epoch, options=None, num_threads=0, desc="BP
     options = options or LoopOptions()
     best = None
     waited = 0
+    watched = options.validation is not None or bool(options.callbacks)
     bar = tqdm(total=epochs, desc=desc, unit="epoch",
                disable=None if options.show_progress else True, leave=False)
     try:
-        for _ in range(epochs):
-            epoch = model.n_epochs_done_ + 1
+        stop = False
+        remaining = epochs
+        while remaining and not stop:
+            n = 1 if watched else min(remaining, max(1, int(epochs_per_call)))
+            remaining -= n
             start = time.perf_counter()
             interrupt = Interrupt()
-            record = train_epoch(interrupt, epoch)
-            record = {"epoch": epoch, **record, "seconds": time.perf_counter() - start}
-            model.n_epochs_done_ = epoch
-            val = options.validation
-            if val is not None:
-                record[val.metric] = val.score(model._user_factors, model._item_factors,
-                                               num_threads)
-            model.history_.append(record)
-            bar.update(1)
-            if not bar.disable:
-                bar.set_postfix({k: round(x, 4) for k, x in record.items()
-                                 if k not in ("epoch", "skipped", "seconds")})
-            stop = False
-            for cb in options.callbacks:
-                if cb(epoch, record) is False:
-                    stop = True
-            if val is not None:
-                score = record[val.metric]
-                if best is None or score > best[0]:
-                    best = (score, epoch, model._user_factors.copy(), model._item_factors.copy())
-                    waited = 0
-                else:
-                    waited += 1
-                    if options.patience is not None and waited >= options.patience:
+            records = train_epochs(interrupt, model.n_epochs_done_ + 1, n)
+            seconds = (time.perf_counter() - start) / n
+            for record in records:
+                epoch = model.n_epochs_done_ + 1
+                record = {"epoch": epoch, **record, "seconds": seconds}
+                model.n_epochs_done_ = epoch
+                val = options.validation
+                if val is not None:
+                    record[val.metric] = val.score(model._user_factors, model._item_factors,
+                                                   num_threads)
+                model.history_.append(record)
+                bar.update(1)
+                if not bar.disable:
+                    bar.set_postfix({k: round(x, 4) for k, x in record.items()
+                                     if k not in ("epoch", "skipped", "seconds")})
+                for cb in options.callbacks:
+                    if cb(epoch, record) is False:
                         stop = True
+                if val is not None:
+                    score = record[val.metric]
+                    if best is None or score > best[0]:
+                        best = (score, epoch, model._user_factors.copy(),
+                                model._item_factors.copy())
+                        waited = 0
+                    else:
+                        waited += 1
+                        if options.patience is not None and waited >= options.patience:
+                            stop = True
             if interrupt.requested:
                 warnings.warn(
-                    f"training interrupted: epoch {epoch} was finished first, so the model "
-                    f"keeps the factors of a completed epoch (n_epochs_done_ = {epoch}).",
-                    RuntimeWarning, stacklevel=4)
+                    f"training interrupted: epoch {model.n_epochs_done_} was finished first, so "
+                    f"the model keeps the factors of a completed epoch (n_epochs_done_ = "
+                    f"{model.n_epochs_done_}).", RuntimeWarning, stacklevel=4)
                 raise KeyboardInterrupt
-            if stop:
-                break
     finally:
         bar.close()
     if best is not None:

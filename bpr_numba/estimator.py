@@ -470,9 +470,9 @@ class BPR(FoldInMixin, FactorModel):
     def _train(self, X, weights, epochs, recipe, options):
         trainer = trainer_for(recipe, self._has_bias_column)
         return run_epochs(
-            self, epochs, lambda interrupt, epoch: trainer.train_epoch(
-                self, X, weights, interrupt, epoch),
-            options, recipe.num_threads)
+            self, epochs, lambda interrupt, epoch, n: trainer.train_epochs(
+                self, X, weights, interrupt, epoch, n),
+            options, recipe.num_threads, epochs_per_call=trainer.epochs_per_call(X))
 
     def fit_triplets(self, users, positives, negatives, n_users=None, n_items=None,
                      epochs=1, shuffle=False):
@@ -525,11 +525,11 @@ class BPR(FoldInMixin, FactorModel):
             raise ValueError("no triplets given: users, positives and negatives are empty.")
         trainer = trainer_for(recipe)
 
-        def train_epoch(interrupt, epoch):
+        def train_epoch(interrupt, epoch, n):  # n is 1: run_epochs' default epochs_per_call
             order = self._streams[0].permutation(users.size) if shuffle else slice(None)
             loss_sum = trainer.triplets(self, users[order], positives[order], negatives[order],
                                         interrupt, epoch)
-            return {"loss": loss_sum / users.size, "skipped": 0}
+            return [{"loss": loss_sum / users.size, "skipped": 0}]
 
         return run_epochs(self, epochs, train_epoch, num_threads=recipe.num_threads)
 

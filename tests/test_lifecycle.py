@@ -54,6 +54,62 @@ def test_callback_returning_false_stops():
     assert calls == [1, 2, 3] and model.n_epochs_done_ == 3
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("negatives", ["uniform", "unseen"])
+def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, negatives):
+    # Without anything to look between epochs, small epochs are stacked in one
+    # kernel call; on one thread that must change nothing but the call count.
+    train, _ = _data()
+    real = training_module.train_epoch_chunks
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "train_epoch_chunks", counted)
+    params = dict(factors=6, epochs=7, optimizer=optimizer, negatives=negatives, num_threads=1,
+                  random_state=3)
+    stacked = BPR(**params).fit(train, show_progress=False)
+    assert len(calls) == 1
+    calls.clear()
+    watched = BPR(**params).fit(train, callbacks=[lambda e, r: None], show_progress=False)
+    assert len(calls) == 7
+    np.testing.assert_array_equal(stacked.user_factors, watched.user_factors)
+    np.testing.assert_array_equal(stacked.item_factors, watched.item_factors)
+    for a, b in zip(stacked.history_, watched.history_, strict=True):
+        assert (a["epoch"], a["loss"], a["skipped"]) == (b["epoch"], b["loss"], b["skipped"])
+    # fit_partial continues the same streams either way.
+    stacked.fit_partial(train, epochs=3)
+    watched.fit_partial(train, epochs=3, callbacks=[lambda e, r: None])
+    np.testing.assert_array_equal(stacked.item_factors, watched.item_factors)
+    # Two threads: each trains its chunks epoch after epoch, every epoch recorded.
+    two = BPR(**{**params, "num_threads": 2}).fit(train, show_progress=False)
+    assert [r["epoch"] for r in two.history_] == list(range(1, 8))
+    assert sum(r["seconds"] for r in two.history_) > 0 and two.n_epochs_done_ == 7
+    assert np.isfinite(two.item_factors).all()
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in two.history_)
+
+
+def test_epochs_before_a_divergence_in_one_call_are_recorded():
+    # A call that trained epochs 1-3, of which 3 diverged: 1 and 2 are kept
+    # in the history before the error is raised.
+    class Model:
+        history_ = []
+        n_epochs_done_ = 0
+
+    def train_epochs(interrupt, epoch, n):
+        assert (epoch, n) == (1, 3)
+        yield {"loss": 0.5, "skipped": 0}
+        yield {"loss": 0.4, "skipped": 0}
+        raise TrainingDivergedError("diverged at epoch 3")
+
+    model = Model()
+    with pytest.raises(TrainingDivergedError, match="epoch 3"):
+        training_module.run_epochs(model, 5, train_epochs, epochs_per_call=3)
+    assert model.n_epochs_done_ == 2 and [r["loss"] for r in model.history_] == [0.5, 0.4]
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam"])
 def test_divergence_is_reported_and_last_finite_factors_kept(optimizer):
     train, _ = _data()
@@ -74,9 +130,9 @@ def test_keyboard_interrupt_finishes_the_epoch_and_keeps_its_factors(monkeypatch
     real = training_module.train_epoch_chunks
     calls = []
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         calls.append(1)
-        out = real(*args)  # a kernel cannot be interrupted: Ctrl-C lands as it returns
+        out = real(*args, **kwargs)  # a kernel cannot be interrupted: Ctrl-C lands as it returns
         if len(calls) == 2:
             raise KeyboardInterrupt
         return out
@@ -102,12 +158,13 @@ def test_a_second_keyboard_interrupt_stops_at_once(monkeypatch):
     train, _ = _data()
     real = training_module.train_epoch_chunks
 
-    def always_interrupted(*args):
-        real(*args)
+    def always_interrupted(*args, **kwargs):
+        real(*args, **kwargs)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training_module, "train_epoch_chunks", always_interrupted)
     monkeypatch.setattr(training_module, "call_slices", lambda *a: [(0, 128), (128, 256)])
+    monkeypatch.setattr(training_module.HogwildTrainer, "epochs_per_call", lambda self, X: 1)
     model = BPR(factors=4, epochs=5, random_state=0)
     with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning, match="partly trained"):
         model.fit(train, show_progress=False)
@@ -228,29 +285,33 @@ def test_a_failed_save_leaves_the_existing_file_intact(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
-def test_keyboard_interrupt_in_a_one_call_epoch_keeps_its_totals(monkeypatch):
-    # Most data sets fit in one kernel call per epoch: a Ctrl-C raised as that
-    # call returns must still finish the epoch with its real loss.
+@pytest.mark.parametrize("epochs_per_call", [1, 5])
+def test_keyboard_interrupt_in_a_one_call_epoch_keeps_its_totals(monkeypatch, epochs_per_call):
+    # Most data sets fit in one kernel call per epoch, and small ones train
+    # several epochs per call: a Ctrl-C raised as that call returns must still
+    # finish its epochs with their real losses.
     train, _ = _data()
     real = training_module.train_epoch_chunks
     calls = []
 
-    def interrupted(*args):
-        out = real(*args)
+    def interrupted(*args, **kwargs):
+        out = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt
         return out
 
     monkeypatch.setattr(training_module, "train_epoch_chunks", interrupted)
-    model = BPR(factors=4, epochs=5, random_state=0, num_threads=1)
+    monkeypatch.setattr(training_module.HogwildTrainer, "epochs_per_call",
+                        lambda self, X: epochs_per_call)
+    model = BPR(factors=4, epochs=7, random_state=0, num_threads=1)
     with pytest.raises(KeyboardInterrupt), \
-            pytest.warns(RuntimeWarning, match="epoch 1 was finished first"):
+            pytest.warns(RuntimeWarning, match=f"epoch {epochs_per_call} was finished first"):
         model.fit(train, show_progress=False)
-    reference = BPR(factors=4, epochs=1, random_state=0, num_threads=1).fit(
+    assert len(calls) == 1 and model.n_epochs_done_ == epochs_per_call
+    reference = BPR(factors=4, epochs=epochs_per_call, random_state=0, num_threads=1).fit(
         train, show_progress=False)
-    assert model.n_epochs_done_ == 1
-    assert model.history_[0]["loss"] == reference.history_[0]["loss"]
+    assert [r["loss"] for r in model.history_] == [r["loss"] for r in reference.history_]
     np.testing.assert_array_equal(model.item_factors, reference.item_factors)
 
 

@@ -65,7 +65,9 @@ _UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UP
 
 
 def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2,
-              weights=None, update=("user", "positive", "negative"), pool_size=0):
+              weights=None, update=("user", "positive", "negative"), pool_size=0,
+              stacked=False):
+    """The kernel and the twin on one thread; ``stacked``: the kernel's epochs in one call."""
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
     # Popularity with a steep exponent: draws hit the users' positives often,
@@ -89,30 +91,41 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     lengths = np.diff(indptr)
     kernel_weights = np.zeros(0, F32) if weights is None else weights
     mask = sum(_UPDATE_BITS[name] for name in update)
-    for _ in range(epochs):  # one thread: the kernel and the twin see one sample order
-        order, bounds = plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks)
-        loss_sum, n_trained, n_skipped, n_refused = train_epoch_chunks(
+    plans = [plan_epoch(lengths, np.flatnonzero(lengths), rng, n_chunks) for _ in range(epochs)]
+
+    def kernel(order, bounds):
+        return train_epoch_chunks(
             indptr, indices, kernel_weights, order, bounds, U, V,
             ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
             states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
             n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
             num_threads=1, pool_size=pool_size, alias=alias)
+
+    if stacked:  # the epochs' plans stacked, one row per epoch, in one kernel call
+        totals = kernel(np.stack([p[0] for p in plans]), np.stack([p[1] for p in plans]))
+        assert all(total.shape == (epochs, n_chunks) for total in totals)
+    else:
+        totals = [np.stack(rows) for rows in zip(*(kernel(*plan) for plan in plans))]
+    loss_sum, n_trained, n_skipped, n_refused = totals
+    for e, (order, bounds) in enumerate(plans):  # one thread: one sample order for both
         ref_loss = reference.hogwild_epoch(
             indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
             negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size, alias)
-        assert_allclose(loss_sum.sum(), ref_loss, rtol=1e-5)
-        assert n_refused.sum() == 0
+        assert_allclose(loss_sum[e].sum(), ref_loss, rtol=1e-5)
+    assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
-    return (U, V), (Ur, Vr), (n_trained, n_skipped)
+    return (U, V), (Ur, Vr), (n_trained[-1], n_skipped[-1])
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @pytest.mark.parametrize("loss", ["bpr", "sigmoid"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        negatives=st.sampled_from(["uniform", "unseen", "popularity"]),
-       n_candidates=st.sampled_from([1, 3]), bias=st.booleans())
-def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candidates, bias):
-    (U, V), (Ur, Vr), _ = _run_both(X, opt, loss, negatives, n_candidates, bias, seed)
+       n_candidates=st.sampled_from([1, 3]), bias=st.booleans(), stacked=st.booleans())
+def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candidates, bias,
+                                         stacked):
+    (U, V), (Ur, Vr), _ = _run_both(X, opt, loss, negatives, n_candidates, bias, seed,
+                                    stacked=stacked)
     # float32 rounding may differ in the last bits (numba vs NumPy power and
     # sqrt); a wrong formula moves the factors by ~lr = 0.05.
     assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
@@ -124,10 +137,11 @@ def test_epoch_kernel_matches_numpy_twin(opt, loss, X, seed, negatives, n_candid
 @pytest.mark.parametrize("opt", ["sgd", "rowwise-adagrad"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        negatives=st.sampled_from(["uniform", "unseen", "popularity"]),
-       n_candidates=st.sampled_from([1, 4]), pool_size=st.integers(1, 12))
-def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates, pool_size):
+       n_candidates=st.sampled_from([1, 4]), pool_size=st.integers(1, 12), stacked=st.booleans())
+def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates, pool_size,
+                                           stacked):
     (U, V), (Ur, Vr), (n_trained, n_skipped) = _run_both(
-        X, opt, "bpr", negatives, n_candidates, True, seed, pool_size=pool_size)
+        X, opt, "bpr", negatives, n_candidates, True, seed, pool_size=pool_size, stacked=stacked)
     assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
     assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
     full = np.diff(X.indptr) >= X.shape[1]  # users with every item: no pool under "unseen"
@@ -238,6 +252,26 @@ def test_sgd_step_that_would_overflow_is_refused():
     # The positive's row would overflow: kept. (The checked updates judge each
     # row alone, so the negative's finite step is applied.)
     assert np.array_equal(V[0], V0[0]) and np.all(np.isfinite(V)) and np.all(np.isfinite(U))
+
+
+def test_a_stacked_call_stops_training_after_an_epoch_with_a_refused_step():
+    # Epochs stacked in one call: a range of chunks that refused a step in
+    # epoch 0 trains no later epoch, so a diverging run stops where it began.
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1, 0]], F32))
+    U = np.array([[1e-30, 1e-30, 1e-30]], F32)
+    V = np.array([[3e38, 3e38, 3e38], [2e38, 2e38, 2e38]], F32)
+    e = np.zeros((0, 0), F32)
+    t = np.zeros(0, np.int64)
+    loss_sum, n_trained, n_skipped, n_refused = train_epoch_chunks(
+        X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32),
+        np.zeros((3, 1), np.int64), np.tile(np.array([0, 1], np.int64), (3, 1)), U, V,
+        e, e, e, e, t, e, e, t, np.zeros(1, np.uint64), ADAM_ALPHA, LOSSES["bpr"],
+        OPTIMIZERS["sgd"], NEGATIVES["unseen"], 3, 1, UPDATE_ALL, F32(0.5), F32(-1.0), F32(0.9),
+        F32(0.999), F32(1e-8))
+    assert n_refused.shape == (3, 1)
+    assert n_refused[:, 0].tolist() == [1, 0, 0] and n_trained[:, 0].tolist() == [1, 0, 0]
 
 
 @pytest.mark.parametrize("loss", ["bpr", "sigmoid"])

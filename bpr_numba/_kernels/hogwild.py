@@ -45,8 +45,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
                  loss_sum, n_trained, n_skipped, n_refused):
-    """Train chunks ``first`` to ``end - 1`` of an epoch, chunk ``c`` being the users
-    ``user_order[chunk_bounds[c]:chunk_bounds[c + 1]]``.
+    """Train chunks ``first`` to ``end - 1`` of ``n_epochs`` epochs, chunk ``c`` of epoch
+    ``e`` being the users ``user_order[e, chunk_bounds[e, c]:chunk_bounds[e, c + 1]]``.
 
     The template of :data:`TRAIN_CHUNKS`: ``row_update`` is one optimiser's
     row update (``optim.ROW_UPDATES``). It releases the GIL, so the caller
@@ -58,7 +58,12 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     epoch, up to four on a large one), so the
     Python dispatch of its ~45 arguments (about 30 us) is paid a few times
     per epoch rather than once per chunk: that dispatch was most of an epoch
-    on small data (MovieLens 100k: 256 calls, 10 ms of a 17 ms epoch).
+    on small data (MovieLens 100k: 256 calls, 10 ms of a 17 ms epoch). Small
+    epochs go further: several are stacked in one call (epoch after epoch
+    over the same range of chunks, each chunk's stream carried on), which
+    saves each epoch's hand-off to the threads (about 1 ms of a 5 ms
+    MovieLens 100k epoch on 2 threads). A range stops after an epoch in which
+    it refused a step (the run is diverging).
 
     It is compiled without reference counting (``_nrt=False``: numba's
     atomic incref/decref around every inlined helper's array arguments made
@@ -73,9 +78,9 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     weights : ndarray of float32, shape (nnz,) or (0,)
         Weight of each positive: it scales the loss and the data gradient of
         the positive's samples (the L2 term is not scaled). Empty: all 1.
-    user_order : ndarray of int64, shape (n_order,)
-        Users in the order of this epoch.
-    chunk_bounds : ndarray of int64, shape (n_chunks + 1,)
+    user_order : ndarray of int64, shape (n_epochs, n_order)
+        Users in the order of each epoch.
+    chunk_bounds : ndarray of int64, shape (n_epochs, n_chunks + 1)
     first, end : int
         The chunks to train, ``first <= c < end``.
     alias_prob, alias_items : ndarray of float64 / int64, shape (n_items,) or (0,)
@@ -108,15 +113,15 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
         negative just pushed down is not picked again on its stale score.
     lr, reg, beta_1, beta_2, epsilon : float32
 
-    loss_sum : ndarray of float64, shape (n_chunks,)
-    n_trained : ndarray of int64, shape (n_chunks,)
-    n_skipped : ndarray of int64, shape (n_chunks,)
+    loss_sum : ndarray of float64, shape (n_epochs, n_chunks)
+    n_trained : ndarray of int64, shape (n_epochs, n_chunks)
+    n_skipped : ndarray of int64, shape (n_epochs, n_chunks)
         Samples without any negative (the user has every item).
-    n_refused : ndarray of int64, shape (n_chunks,)
+    n_refused : ndarray of int64, shape (n_epochs, n_chunks)
         Samples with a non-finite score difference (not trained) or a row
         step refused because it would have made a factor non-finite
         (divergence): the factors stay finite.
-        Outputs: per-chunk totals, written in place.
+        Outputs: per-epoch, per-chunk totals, written in place.
 
     Modifies
     --------
@@ -135,167 +140,172 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     """
     n_items = item_factors.shape[0]
     n_cols = item_factors.shape[1]
-    for c in range(first, end):
-        state = states[c]
-        chunk_loss = 0.0
-        chunk_trained = 0
-        chunk_skipped = 0
-        chunk_refused = 0
-        loss_product = 1.0  # of the loss_parts b: the sum of their logs, taken rarely
-        for k in range(chunk_bounds[c], chunk_bounds[c + 1]):
-            u = user_order[k]
-            start = indptr[u]
-            n_pos = indptr[u + 1] - start
-            if neg_code != NEG_UNIFORM:
-                mark_row(seen, indices, start, start + n_pos, True)
-            for a in range(n_pos):
-                order[a] = start + a
-            for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
-                state, b = next_below(state, a + 1)
-                tmp = order[a]
-                order[a] = order[b]
-                order[b] = tmp
-            n_pool = 0
-            if WITH_POOL:  # noqa: F821 (bound by specialise)
-                # The user's candidate pool, drawn and scored once for all its positives.
-                n_pool = pool_items.shape[0]
-                for q in range(pool_items.shape[0]):
-                    if POPULARITY:  # noqa: F821 (bound by specialise)
-                        state, jq = draw_popular_unseen(state, indptr, indices, seen, u,
-                                                        n_items, alias_prob, alias_items)
-                    else:
-                        state, jq = draw_negative(state, indptr, indices, seen, u, n_items,
-                                                  neg_code)
-                    if jq < 0:
-                        n_pool = 0
-                        break
-                    pool_items[q] = jq
-                    pool_scores[q] = dot(user_factors, u, item_factors, jq)
-            n_next = 0
-            n_cur = 0
-            # Step s trains positive s - 1. Without a pool, each positive's
-            # candidates are drawn one step ahead (the same draws in the same
-            # order: draws never depend on the factors) and their rows
-            # prefetched, so those reads overlap the previous sample's arithmetic.
-            for step in range(n_pos + 1):
-                a = step - 1
-                if not WITH_POOL:  # noqa: F821
-                    n_cur = n_next
-                    for t in range(n_cur):
-                        cand[t] = cand_next[t]
-                    if step < n_pos:
-                        if POPULARITY:  # noqa: F821
-                            state, n_next = _draw_popular_candidates(
-                                state, indptr, indices, seen, u, n_items, alias_prob,
-                                alias_items, n_candidates, cand_next)
+    for e in range(user_order.shape[0]):
+        epoch_refused = 0
+        for c in range(first, end):
+            state = states[c]
+            chunk_loss = 0.0
+            chunk_trained = 0
+            chunk_skipped = 0
+            chunk_refused = 0
+            loss_product = 1.0  # of the loss_parts b: the sum of their logs, taken rarely
+            for k in range(chunk_bounds[e, c], chunk_bounds[e, c + 1]):
+                u = user_order[e, k]
+                start = indptr[u]
+                n_pos = indptr[u + 1] - start
+                if neg_code != NEG_UNIFORM:
+                    mark_row(seen, indices, start, start + n_pos, True)
+                for a in range(n_pos):
+                    order[a] = start + a
+                for a in range(n_pos - 1, 0, -1):  # Fisher-Yates
+                    state, b = next_below(state, a + 1)
+                    tmp = order[a]
+                    order[a] = order[b]
+                    order[b] = tmp
+                n_pool = 0
+                if WITH_POOL:  # noqa: F821 (bound by specialise)
+                    # The user's candidate pool, drawn and scored once for all its positives.
+                    n_pool = pool_items.shape[0]
+                    for q in range(pool_items.shape[0]):
+                        if POPULARITY:  # noqa: F821 (bound by specialise)
+                            state, jq = draw_popular_unseen(state, indptr, indices, seen, u,
+                                                            n_items, alias_prob, alias_items)
                         else:
-                            state, n_next = _draw_candidates(state, indptr, indices, seen, u,
-                                                             n_items, neg_code, n_candidates,
-                                                             cand_next)
-                        # Rows the step will write are asked for with write intent.
-                        if do_pos:
-                            prefetch_row_for_write(item_factors, indices[order[step]])
-                        else:
-                            prefetch_row(item_factors, indices[order[step]])
-                        if n_next == 1 and do_neg:
-                            prefetch_row_for_write(item_factors, cand_next[0])
-                        else:
-                            for t in range(n_next):
-                                prefetch_row(item_factors, cand_next[t])
-                if a < 0:
-                    continue
-                i = indices[order[a]]
-                w = weights[order[a]] if weighted else np.float32(1.0)
-                if WITH_POOL:  # noqa: F821
-                    if n_pool == 0:
-                        chunk_skipped += 1
+                            state, jq = draw_negative(state, indptr, indices, seen, u, n_items,
+                                                      neg_code)
+                        if jq < 0:
+                            n_pool = 0
+                            break
+                        pool_items[q] = jq
+                        pool_scores[q] = dot(user_factors, u, item_factors, jq)
+                n_next = 0
+                n_cur = 0
+                # Step s trains positive s - 1. Without a pool, each positive's
+                # candidates are drawn one step ahead (the same draws in the same
+                # order: draws never depend on the factors) and their rows
+                # prefetched, so those reads overlap the previous sample's arithmetic.
+                for step in range(n_pos + 1):
+                    a = step - 1
+                    if not WITH_POOL:  # noqa: F821
+                        n_cur = n_next
+                        for t in range(n_cur):
+                            cand[t] = cand_next[t]
+                        if step < n_pos:
+                            if POPULARITY:  # noqa: F821
+                                state, n_next = _draw_popular_candidates(
+                                    state, indptr, indices, seen, u, n_items, alias_prob,
+                                    alias_items, n_candidates, cand_next)
+                            else:
+                                state, n_next = _draw_candidates(state, indptr, indices, seen, u,
+                                                                 n_items, neg_code, n_candidates,
+                                                                 cand_next)
+                            # Rows the step will write are asked for with write intent.
+                            if do_pos:
+                                prefetch_row_for_write(item_factors, indices[order[step]])
+                            else:
+                                prefetch_row(item_factors, indices[order[step]])
+                            if n_next == 1 and do_neg:
+                                prefetch_row_for_write(item_factors, cand_next[0])
+                            else:
+                                for t in range(n_next):
+                                    prefetch_row(item_factors, cand_next[t])
+                    if a < 0:
                         continue
-                    # The best scored of n_candidates pool entries (scores from the
-                    # pool's draw), then the chosen negative's current score.
-                    state, q = next_below(state, n_pool)
-                    for _c in range(n_candidates - 1):
-                        state, q2 = next_below(state, n_pool)
-                        if pool_scores[q2] > pool_scores[q]:
-                            q = q2
-                    j = pool_items[q]
-                    x = dot(user_factors, u, item_factors, i) - \
-                        dot(user_factors, u, item_factors, j)
-                    sq = np.float32(-1.0)
-                else:
-                    if n_cur == 0:
-                        chunk_skipped += 1
-                        continue
-                    j = cand[0]
-                    if n_cur == 1:
-                        # One pass over the three rows: the score difference and the
-                        # squares the fused SGD step bounds its result with.
-                        x, sq = diff_dot(user_factors, u, item_factors, i, j)
-                    else:
-                        best = dot(user_factors, u, item_factors, j)
-                        for t in range(1, n_cur):
-                            s2 = dot(user_factors, u, item_factors, cand[t])
-                            if s2 > best:
-                                best = s2
-                                j = cand[t]
-                        x = dot(user_factors, u, item_factors, i) - best
+                    i = indices[order[a]]
+                    w = weights[order[a]] if weighted else np.float32(1.0)
+                    if WITH_POOL:  # noqa: F821
+                        if n_pool == 0:
+                            chunk_skipped += 1
+                            continue
+                        # The best scored of n_candidates pool entries (scores from the
+                        # pool's draw), then the chosen negative's current score.
+                        state, q = next_below(state, n_pool)
+                        for _c in range(n_candidates - 1):
+                            state, q2 = next_below(state, n_pool)
+                            if pool_scores[q2] > pool_scores[q]:
+                                q = q2
+                        j = pool_items[q]
+                        x = dot(user_factors, u, item_factors, i) - \
+                            dot(user_factors, u, item_factors, j)
                         sq = np.float32(-1.0)
-                if not np.isfinite(x):
-                    chunk_refused += 1  # a score overflowed: the run diverges
-                    continue
-                dx, loss_a, loss_b = loss_parts(loss_code, np.float64(x))
-                if weighted:
-                    chunk_loss += w * (loss_a + math.log(loss_b))
-                else:
-                    chunk_loss += loss_a
-                    loss_product *= loss_b
-                    if loss_product > _PRODUCT_LIMIT:
-                        chunk_loss += math.log(loss_product)
-                        loss_product = 1.0
-                chunk_trained += 1
-                if i == j:
-                    continue  # x is 0 and the data gradients cancel: nothing to learn
-                g = np.float32(dx) * w
-                stepped = False
-                if FUSED_SGD and do_user and do_pos and do_neg:  # noqa: F821
-                    # Plain SGD of the whole triplet in one pass over its rows,
-                    # when no new value can leave float32's range (else the
-                    # checked row updates below, which refuse such a step).
-                    if sq < 0:
-                        sq = sum_sq3(user_factors, u, item_factors, i, j)
-                    stepped = sgd_triplet(user_factors, u, item_factors, i, j, n_user_cols, g,
-                                          lr, reg, sq)
-                if not stepped:
-                    for f in range(n_cols):
-                        uf = user_factors[u, f]
-                        grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
-                        grad_i[f] = g * uf + reg * item_factors[i, f]
-                        grad_j[f] = reg * item_factors[j, f] - g * uf
-                    ok = True
-                    if do_user:
-                        ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
-                                         user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
-                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                    if do_pos:
-                        ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
-                                         item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                    if do_neg:
-                        ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
-                                         item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
-                                         adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
-                    if not ok:
-                        chunk_refused += 1
-                if WITH_POOL:  # noqa: F821
-                    # The chosen entry's score after its step: a stale high score
-                    # would make it chosen again for the user's next positives.
-                    pool_scores[q] = dot(user_factors, u, item_factors, j)
-            if neg_code != NEG_UNIFORM:
-                mark_row(seen, indices, start, start + n_pos, False)
-        states[c] = state
-        loss_sum[c] = chunk_loss + math.log(loss_product)
-        n_trained[c] = chunk_trained
-        n_skipped[c] = chunk_skipped
-        n_refused[c] = chunk_refused
+                    else:
+                        if n_cur == 0:
+                            chunk_skipped += 1
+                            continue
+                        j = cand[0]
+                        if n_cur == 1:
+                            # One pass over the three rows: the score difference and the
+                            # squares the fused SGD step bounds its result with.
+                            x, sq = diff_dot(user_factors, u, item_factors, i, j)
+                        else:
+                            best = dot(user_factors, u, item_factors, j)
+                            for t in range(1, n_cur):
+                                s2 = dot(user_factors, u, item_factors, cand[t])
+                                if s2 > best:
+                                    best = s2
+                                    j = cand[t]
+                            x = dot(user_factors, u, item_factors, i) - best
+                            sq = np.float32(-1.0)
+                    if not np.isfinite(x):
+                        chunk_refused += 1  # a score overflowed: the run diverges
+                        continue
+                    dx, loss_a, loss_b = loss_parts(loss_code, np.float64(x))
+                    if weighted:
+                        chunk_loss += w * (loss_a + math.log(loss_b))
+                    else:
+                        chunk_loss += loss_a
+                        loss_product *= loss_b
+                        if loss_product > _PRODUCT_LIMIT:
+                            chunk_loss += math.log(loss_product)
+                            loss_product = 1.0
+                    chunk_trained += 1
+                    if i == j:
+                        continue  # x is 0 and the data gradients cancel: nothing to learn
+                    g = np.float32(dx) * w
+                    stepped = False
+                    if FUSED_SGD and do_user and do_pos and do_neg:  # noqa: F821
+                        # Plain SGD of the whole triplet in one pass over its rows,
+                        # when no new value can leave float32's range (else the
+                        # checked row updates below, which refuse such a step).
+                        if sq < 0:
+                            sq = sum_sq3(user_factors, u, item_factors, i, j)
+                        stepped = sgd_triplet(user_factors, u, item_factors, i, j, n_user_cols, g,
+                                              lr, reg, sq)
+                    if not stepped:
+                        for f in range(n_cols):
+                            uf = user_factors[u, f]
+                            grad_u[f] = g * (item_factors[i, f] - item_factors[j, f]) + reg * uf
+                            grad_i[f] = g * uf + reg * item_factors[i, f]
+                            grad_j[f] = reg * item_factors[j, f] - g * uf
+                        ok = True
+                        if do_user:
+                            ok &= row_update(user_factors, u, grad_u, n_user_cols,  # noqa: F821
+                                             user_sum_sq, user_adam_m, user_adam_v, user_adam_t,
+                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                        if do_pos:
+                            ok &= row_update(item_factors, i, grad_i, n_cols,  # noqa: F821
+                                             item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                        if do_neg:
+                            ok &= row_update(item_factors, j, grad_j, n_cols,  # noqa: F821
+                                             item_sum_sq, item_adam_m, item_adam_v, item_adam_t,
+                                             adam_alpha, lr, beta_1, beta_2, epsilon, scratch)
+                        if not ok:
+                            chunk_refused += 1
+                    if WITH_POOL:  # noqa: F821
+                        # The chosen entry's score after its step: a stale high score
+                        # would make it chosen again for the user's next positives.
+                        pool_scores[q] = dot(user_factors, u, item_factors, j)
+                if neg_code != NEG_UNIFORM:
+                    mark_row(seen, indices, start, start + n_pos, False)
+            states[c] = state
+            loss_sum[e, c] = chunk_loss + math.log(loss_product)
+            n_trained[e, c] = chunk_trained
+            n_skipped[e, c] = chunk_skipped
+            n_refused[e, c] = chunk_refused
+            epoch_refused += chunk_refused
+        if epoch_refused:
+            break  # diverging: this range of chunks trains no later epoch
 
 
 @njit(cache=True, inline="always")
