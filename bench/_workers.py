@@ -30,7 +30,8 @@ kept), or one run per seed of ``seeds`` (every run's factors kept), plus the
 
 * bpr-numba: ``model.fit(train)`` with ``epochs=E``; epoch seconds are
   ``history_[e]["seconds"]`` (the kernel calls plus the per-epoch finiteness
-  check). The warm-up is two 1-epoch fits on a 300 x 200 matrix: the first
+  check; small epochs, up to 250k samples' worth, are trained several to a
+  kernel call and share its seconds equally, so their spread means little). The warm-up is two 1-epoch fits on a 300 x 200 matrix: the first
   one loads the cached kernel or compiles it ("first fit s"), the second is
   warm; "compile s" = first - second.
 * implicit (``implicit.cpu.bpr.BayesianPersonalizedRanking``): one

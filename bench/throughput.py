@@ -14,7 +14,9 @@ epochs=1, num_threads=t, random_state=0)``:
 * timed: ``model.fit_partial(train, epochs=1)`` ``--repeats`` times
   (``time.perf_counter``), median and min; the epoch's own ``seconds`` from
   ``history_`` is kept too (it excludes ``fit_partial``'s input check, which
-  copies the CSR);
+  copies the CSR). One epoch per call: small epochs, which ``fit`` trains
+  several to a kernel call, are timed here with each call's hand-off to the
+  threads;
 * quality: mean loss of the last epoch (``history_[-1]["loss"]``) and
   ``auc_score(model, test, train)`` after the 1 + repeats epochs (on a seeded
   subsample of ``--auc-users`` test users; 0 = all). Each data set also gets

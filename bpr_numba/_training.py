@@ -47,6 +47,8 @@ N_CHUNKS = 256
 SAMPLES_PER_CALL = 2_000_000
 # Samples per piece of an epoch handed to a thread (at most 4 pieces per thread).
 SAMPLES_PER_PIECE = 250_000
+# Small epochs trained in one kernel call, at most (HogwildTrainer.epochs_per_call).
+MAX_STACKED = 100
 # negative_candidates=None: candidates scored per epoch at most (see Recipe.candidates_for).
 CANDIDATE_BUDGET = 35_000_000
 # Triplets per dense-adam kernel call, for the same reason.
@@ -374,7 +376,10 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
       epochs are one kernel call per thread, each thread training its own
       range of chunks epoch after epoch without waiting for the others (no
       hand-off between epochs); a range that refuses a step stops after
-      that epoch. With one thread it is exactly the epochs one by one.
+      that epoch (its totals of later epochs stay as ``out`` had them).
+      With one thread it is exactly the epochs one by one, up to a
+      divergence: the other threads' ranges train on to the last epoch, and
+      the stream that planned the epochs has moved past all of them.
     - ``opt_code``, ``num_threads``;
     - ``out``: four arrays of per-chunk totals (float64, int64 x 3; shape
       ``(n_chunks,)``, or ``(n, n_chunks)`` for stacked epochs) the kernel
@@ -441,14 +446,15 @@ class Interrupt:
 
     A compiled kernel cannot be interrupted: Ctrl-C arrives when a kernel call
     returns, so epochs are sliced into calls. Finishing the epoch keeps the
-    factors of a completed epoch without a copy of them.
+    factors of a completed epoch without a copy of them. Several small
+    epochs trained in one call are all finished when a Ctrl-C arrives.
     """
 
     def __init__(self):
         self.requested = False
 
-    def run(self, calls, epoch):
-        """Run an epoch's kernel calls (callables) under this policy."""
+    def run(self, calls, epoch, n=1):
+        """Run the kernel calls (callables) of epochs ``epoch`` to ``epoch + n - 1``."""
         for call in calls:
             try:
                 call()
@@ -461,8 +467,10 @@ class Interrupt:
                     raise
                 self.requested = True
                 warnings.warn(
-                    f"Ctrl-C: finishing epoch {epoch} first; press Ctrl-C again to stop at once.",
-                    RuntimeWarning, stacklevel=5)
+                    f"Ctrl-C: finishing epoch {epoch} first; press Ctrl-C again to stop at once."
+                    if n == 1 else
+                    f"Ctrl-C: epochs {epoch} to {epoch + n - 1} were trained in one kernel call; "
+                    "training stops after them.", RuntimeWarning, stacklevel=5)
 
 
 def _diverged(what, epoch, n_refused, recipe, keeps):
@@ -542,19 +550,26 @@ class HogwildTrainer:
 
         slices = (call_slices(chunk_bounds[0], row_lengths, user_order[0]) if n == 1
                   else [(0, shape[1])])
-        interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
+        interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch, n)
         return np.stack([total.sum(axis=1, dtype=np.float64) for total in per_chunk], axis=1)
 
     def epochs_per_call(self, X):
-        """How many epochs of ``X`` one kernel call may train: as many as fit in
-        ``SAMPLES_PER_CALL`` samples of one candidate each (Ctrl-C lands
-        between calls, so a call stays well under a second), at least 1.
+        """How many epochs of ``X`` one kernel call may train (at most ``MAX_STACKED``).
 
-        MovieLens 100k with implicit's settings: 40 (its epochs take about
-        5 ms, of which the hand-off to the threads was 1 ms); Gowalla: 1.
+        Only small epochs are stacked, those of at most ``SAMPLES_PER_PIECE``
+        samples' worth of work (a candidate scored, a pool entry drawn), and
+        only as many as ``SAMPLES_PER_CALL`` allows (Ctrl-C lands between
+        calls); a larger epoch is one call, cut into pieces that a slowed
+        thread takes fewer of. MovieLens 100k with implicit's settings: 40
+        epochs per call (an epoch takes about 5 ms, of which the hand-off to
+        the threads was 1 ms); the defaults on it: 13; Gowalla: 1.
         """
-        n_candidates = self.recipe.candidates_for(X.shape[1], X.nnz)
-        return max(1, SAMPLES_PER_CALL // max(X.nnz * n_candidates, 1))
+        r = self.recipe
+        work = (X.nnz * r.candidates_for(X.shape[1], X.nnz)
+                + int(np.count_nonzero(np.diff(X.indptr))) * r.negative_pool)
+        if work > SAMPLES_PER_PIECE:
+            return 1
+        return int(min(MAX_STACKED, max(1, SAMPLES_PER_CALL // max(work, 1))))
 
     def _table(self, X):
         """The popularity alias table of ``X``: ``(prob, alias, log_q)``, made once per matrix."""
@@ -588,7 +603,7 @@ class HogwildTrainer:
             warnings.warn(
                 f"{n_skipped} samples were skipped in this epoch: their users have every item, "
                 f"so negatives={self.recipe.negatives!r} finds no negative for them.",
-                RuntimeWarning, stacklevel=7)
+                RuntimeWarning, stacklevel=6)
             self._warned_skipped = True
         return {"loss": loss_sum / n_trained, "skipped": n_skipped}
 
@@ -682,7 +697,7 @@ class ListwiseTrainer(HogwildTrainer):
         r = self.recipe
         chunk_states = streams[1]
         user_order, chunk_bounds = self._plan(X, streams)
-        row_lengths = np.diff(X.indptr)
+        row_lengths = np.diff(X.indptr)  # for the scratch and call_slices
         n_user_cols = user_factors.shape[1] - (1 if self.has_bias_column else 0)
         n_items, n_cols = item_factors.shape
         cosine = r.similarity == "cosine"

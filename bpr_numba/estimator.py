@@ -177,7 +177,8 @@ class BPR(FoldInMixin, FactorModel):
         taking ``raw_ids=True`` read and answer in these ids.
     history_ : list of dict
         One record per epoch: ``epoch``, ``loss`` (mean training loss),
-        ``skipped`` (samples without a negative), ``seconds``, and the
+        ``skipped`` (samples without a negative), ``seconds`` (small epochs
+        trained several to a kernel call share its seconds equally), and the
         validation metric when one is given.
     """
 
@@ -417,7 +418,8 @@ class BPR(FoldInMixin, FactorModel):
             not applied, so the model keeps its last finite factors.
         KeyboardInterrupt
             Raised once the interrupted epoch is finished (a second Ctrl-C
-            stops at once, leaving the factors of a partly trained epoch).
+            stops at once, leaving the factors of a partly trained epoch;
+            small epochs trained several to a call all finish).
         """
         X = v.check_interactions(interactions, "interactions")
         v.check_trainable(X)
@@ -525,13 +527,13 @@ class BPR(FoldInMixin, FactorModel):
             raise ValueError("no triplets given: users, positives and negatives are empty.")
         trainer = trainer_for(recipe)
 
-        def train_epoch(interrupt, epoch, n):  # n is 1: run_epochs' default epochs_per_call
+        def train_epochs(interrupt, epoch, n):  # n is 1: run_epochs' default epochs_per_call
             order = self._streams[0].permutation(users.size) if shuffle else slice(None)
             loss_sum = trainer.triplets(self, users[order], positives[order], negatives[order],
                                         interrupt, epoch)
             return [{"loss": loss_sum / users.size, "skipped": 0}]
 
-        return run_epochs(self, epochs, train_epoch, num_threads=recipe.num_threads)
+        return run_epochs(self, epochs, train_epochs, num_threads=recipe.num_threads)
 
     # ------------------------------------------------------------- persistence
     def _header_extra(self):

@@ -1,5 +1,7 @@
 """Training life cycle: validation, early stopping, callbacks, divergence, Ctrl-C, save/load."""
 
+import types
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -54,11 +56,14 @@ def test_callback_returning_false_stops():
     assert calls == [1, 2, 3] and model.n_epochs_done_ == 3
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-@pytest.mark.parametrize("negatives", ["uniform", "unseen"])
-def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, negatives):
+@pytest.mark.parametrize("optimizer, negatives, per_call", [
+    ("sgd", "uniform", None), ("sgd", "unseen", 3), ("adam", "unseen", None),
+    ("adam", "uniform", 3)])
+def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, negatives,
+                                                       per_call):
     # Without anything to look between epochs, small epochs are stacked in one
-    # kernel call; on one thread that must change nothing but the call count.
+    # kernel call (per_call=3: calls of 3, 3 and 1 epochs); on one thread that
+    # must change nothing but the call count.
     train, _ = _data()
     real = training_module.train_epoch_chunks
     calls = []
@@ -68,10 +73,13 @@ def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, n
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training_module, "train_epoch_chunks", counted)
+    if per_call is not None:
+        monkeypatch.setattr(training_module.HogwildTrainer, "epochs_per_call",
+                            lambda self, X: per_call)
     params = dict(factors=6, epochs=7, optimizer=optimizer, negatives=negatives, num_threads=1,
                   random_state=3)
     stacked = BPR(**params).fit(train, show_progress=False)
-    assert len(calls) == 1
+    assert len(calls) == (1 if per_call is None else 3)
     calls.clear()
     watched = BPR(**params).fit(train, callbacks=[lambda e, r: None], show_progress=False)
     assert len(calls) == 7
@@ -91,23 +99,36 @@ def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, n
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in two.history_)
 
 
-def test_epochs_before_a_divergence_in_one_call_are_recorded():
+def test_epochs_before_a_divergence_in_one_call_are_recorded(monkeypatch):
     # A call that trained epochs 1-3, of which 3 diverged: 1 and 2 are kept
     # in the history before the error is raised.
-    class Model:
-        history_ = []
-        n_epochs_done_ = 0
-
     def train_epochs(interrupt, epoch, n):
         assert (epoch, n) == (1, 3)
         yield {"loss": 0.5, "skipped": 0}
         yield {"loss": 0.4, "skipped": 0}
         raise TrainingDivergedError("diverged at epoch 3")
 
-    model = Model()
+    model = types.SimpleNamespace(history_=[], n_epochs_done_=0)
     with pytest.raises(TrainingDivergedError, match="epoch 3"):
         training_module.run_epochs(model, 5, train_epochs, epochs_per_call=3)
     assert model.n_epochs_done_ == 2 and [r["loss"] for r in model.history_] == [0.5, 0.4]
+
+    # The same through fit: five epochs in one call, a refused step counted in
+    # the third (as the kernel counts one).
+    train, _ = _data()
+    real = training_module.train_epoch_chunks
+
+    def third_refused(*args, **kwargs):
+        out = real(*args, **kwargs)
+        assert out[3].shape[0] == 5
+        out[3][2, 0] = 1
+        return out
+
+    monkeypatch.setattr(training_module, "train_epoch_chunks", third_refused)
+    model = BPR(factors=4, epochs=5, random_state=0)
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch 3"):
+        model.fit(train, show_progress=False)
+    assert model.n_epochs_done_ == 2 and [r["epoch"] for r in model.history_] == [1, 2]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam"])
@@ -305,9 +326,12 @@ def test_keyboard_interrupt_in_a_one_call_epoch_keeps_its_totals(monkeypatch, ep
     monkeypatch.setattr(training_module.HogwildTrainer, "epochs_per_call",
                         lambda self, X: epochs_per_call)
     model = BPR(factors=4, epochs=7, random_state=0, num_threads=1)
-    with pytest.raises(KeyboardInterrupt), \
-            pytest.warns(RuntimeWarning, match=f"epoch {epochs_per_call} was finished first"):
+    with pytest.raises(KeyboardInterrupt), pytest.warns(RuntimeWarning) as warned:
         model.fit(train, show_progress=False)
+    said = " ".join(str(w.message) for w in warned)
+    assert f"epoch {epochs_per_call} was finished first" in said
+    assert ("finishing epoch 1 first" if epochs_per_call == 1 else
+            f"epochs 1 to {epochs_per_call} were trained in one kernel call") in said
     assert len(calls) == 1 and model.n_epochs_done_ == epochs_per_call
     reference = BPR(factors=4, epochs=epochs_per_call, random_state=0, num_threads=1).fit(
         train, show_progress=False)

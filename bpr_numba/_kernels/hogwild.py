@@ -63,7 +63,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     over the same range of chunks, each chunk's stream carried on), which
     saves each epoch's hand-off to the threads (about 1 ms of a 5 ms
     MovieLens 100k epoch on 2 threads). A range stops after an epoch in which
-    it refused a step (the run is diverging).
+    it refused a step (the run is diverging): its totals of the later epochs
+    are left as they were.
 
     It is compiled without reference counting (``_nrt=False``: numba's
     atomic incref/decref around every inlined helper's array arguments made
