@@ -99,6 +99,28 @@ def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, n
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in two.history_)
 
 
+def test_only_small_epochs_are_stacked():
+    from bpr_numba._training import (MAX_STACKED, SAMPLES_PER_CALL, SAMPLES_PER_PIECE,
+                                     HogwildTrainer)
+
+    def per_call(X, **params):
+        return HogwildTrainer(BPR(**params)._recipe(), True).epochs_per_call(X)
+
+    def matrix(nnz, n_users=1000, n_items=900):
+        rows = np.arange(nnz) % n_users
+        cols = (np.arange(nnz) // n_users) % n_items
+        return sp.csr_matrix((np.ones(nnz, np.float32), (rows, cols)), shape=(n_users, n_items))
+
+    one = dict(negative_candidates=1)
+    assert per_call(matrix(50_000), **one) == SAMPLES_PER_CALL // 50_000
+    assert per_call(matrix(50_000), negative_candidates=3) == SAMPLES_PER_CALL // 150_000
+    assert per_call(matrix(100), **one) == MAX_STACKED  # fold-in of a few rows: capped
+    assert per_call(matrix(SAMPLES_PER_PIECE), **one) > 1
+    assert per_call(matrix(SAMPLES_PER_PIECE + 1000), **one) == 1  # cut into pieces instead
+    # A candidate pool's draws count: 1000 users x 300 pool entries.
+    assert per_call(matrix(1000), negative_candidates=1, negative_pool=300) == 1
+
+
 def test_epochs_before_a_divergence_in_one_call_are_recorded(monkeypatch):
     # A call that trained epochs 1-3, of which 3 diverged: 1 and 2 are kept
     # in the history before the error is raised.
