@@ -204,7 +204,7 @@ def recommend_all(model, user_items, N=10, client=None, block_users=None,
         n_workers = max(1, sum(client.nthreads().values()))
         size = block_users or _auto_block(n_users, n_workers)
         bounds = _blocks(n_users, size)
-        shared = _Scattered(client, source)
+        shared = _Scattered(client, source, "recommend_all")
         window = max(2, _IN_FLIGHT_PER_WORKER * n_workers)
 
         def submit(b):
@@ -407,7 +407,7 @@ def evaluate(model, test, train=None, metrics=DEFAULT_METRICS, client=None, bloc
         n_workers = max(1, sum(client.nthreads().values()))
         size = block_users or _auto_block(n_users, n_workers)
         bounds = _blocks(n_users, size)
-        items = _Scattered(client, item_factors)
+        items = _Scattered(client, item_factors, "evaluate")
         window = max(2, _IN_FLIGHT_PER_WORKER * n_workers)
 
         def submit(b):
@@ -562,7 +562,10 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
         Parameters shared by every trial (a trial's own values win).
     retries : int
         Times a trial whose task failed outside the fit (a lost worker) is
-        run again before it is recorded as failed.
+        run again before it is recorded as failed. When every worker is lost
+        at once, ``train`` and ``validation`` are scattered again and the
+        cancelled trials rerun (twice a run at most); the best model, if lost
+        that way, is fitted again.
     show_progress : bool
         A progress bar over the trials (tqdm), only on a terminal.
 
@@ -612,25 +615,40 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
         shared.setdefault("random_state", random_state)
 
     records = [None] * len(trials)
-    best = None  # (score, index, future of (record, model))
+    best = None  # (score, index, (future of (record, model), generation of data))
     with _client_for(client) as client:
-        data = client.scatter([train, validation], broadcast=True, hash=False)
-        fit_futures = {}
-        by_key = {}
-        for t, trial in enumerate(trials):
-            fit = client.submit(_fit_trial, {**shared, **trial}, data, metric, patience,
-                                retries=retries, pure=False, key=f"search-fit-{uuid.uuid4().hex}-{t}")
-            record = client.submit(_first, fit, pure=False, key=f"search-record-{uuid.uuid4().hex}-{t}")
-            fit_futures[t] = fit
-            by_key[record.key] = t
-            records[t] = record
+        data = _Scattered(client, (train, validation), "search")
+        fit_futures = {}  # trial -> (future of (record, model), generation of data)
+        submitted = {}  # record future's key -> trial
+        pending = as_completed()
+
+        def submit_fit(t):
+            return client.submit(_fit_trial, {**shared, **trials[t]}, data.future, metric,
+                                 patience, retries=retries, pure=False,
+                                 key=f"search-fit-{uuid.uuid4().hex}-{t}"), data.generation
+
+        def start(t):
+            fit_futures[t] = submit_fit(t)
+            record = client.submit(_first, fit_futures[t][0], pure=False,
+                                   key=f"search-record-{uuid.uuid4().hex}-{t}")
+            submitted[record.key] = t
+            pending.add(record)
+
+        for t in range(len(trials)):
+            start(t)
         bar = _progress(len(trials), show_progress, "search")
         try:
-            for future in as_completed(list(records)):
-                t = by_key[future.key]
+            for future in pending:
+                t = submitted.pop(future.key)
                 try:
                     outcome = future.result()
-                except Exception as exc:  # a lost worker or a failed task after its retries
+                except CancelledError as exc:
+                    if not data.recover(fit_futures[t][1], exc):
+                        raise
+                    fit_futures.pop(t)[0].release()
+                    start(t)  # its data was lost with every worker: run it again
+                    continue
+                except Exception as exc:  # a failed task after its retries
                     outcome = {"score": None, "best_epoch": None, "epochs_run": None,
                                "seconds": None, "error": _describe(exc)}
                 records[t] = outcome
@@ -639,18 +657,31 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
                 if outcome["error"] is None and (best is None or score > best[0]
                                                  or (score == best[0] and t < best[1])):
                     if best is not None:
-                        best[2].release()
+                        best[2][0].release()
                     best = (score, t, fit_futures.pop(t))
                 else:
-                    fit_futures.pop(t).release()
+                    fit_futures.pop(t)[0].release()
                 bar.update(1)
         finally:
             bar.close()
+            for future in list(pending.futures):
+                future.cancel()
         if best is None:
             lines = "; ".join(f"trial {t} {trials[t]}: {r['error']}" for t, r in enumerate(records))
             raise RuntimeError(f"all {len(trials)} trials of the search failed: {lines}")
-        best_model = best[2].result()[1]
-        best[2].release()
+        while True:
+            fit, generation = best[2]
+            try:
+                best_model = fit.result()[1]
+                break
+            except CancelledError as exc:
+                # The best model was lost with every worker after its trial ended: fit
+                # it again (the same model when the trial's seed is fixed and it runs
+                # on one thread, search's default).
+                if not data.recover(generation, exc):
+                    raise
+                best = (best[0], best[1], submit_fit(best[1]))
+        fit.release()
 
     rows = []
     for t, (trial, outcome) in enumerate(zip(trials, records)):
@@ -800,15 +831,16 @@ class _Scattered:
     ``broadcast=True`` leaves a copy on each worker, so a run survives a lost
     worker. When every worker holding it is lost at once, Dask cannot
     recompute scattered data and cancels the tasks that need it ("already
-    forgotten"): :meth:`refresh` scatters it again to the workers that are
-    back (a nanny restarts them), and :func:`_run_windowed` resubmits those
-    tasks. ``generation`` counts the scatters, so the tasks cancelled by one
-    loss cause one new scatter.
+    forgotten"): :meth:`recover` scatters it again to the workers that are
+    back (a nanny restarts them), and the caller resubmits those tasks.
+    ``generation`` counts the scatters, so the tasks cancelled by one loss
+    cause one new scatter.
     """
 
-    def __init__(self, client, data):
-        self.client, self.data = client, data
+    def __init__(self, client, data, desc):
+        self.client, self.data, self.desc = client, data, desc
         self.generation = 0
+        self.rescatters = 0
         self.future = self._scatter()
 
     def _scatter(self):
@@ -825,6 +857,27 @@ class _Scattered:
             self.future = self._scatter()
             self.generation += 1
 
+    def recover(self, generation, exc):
+        """A task submitted at ``generation`` was cancelled (``exc``): may it be resubmitted?
+
+        True when the loss of this data cancelled it; the data is then
+        scattered again (once per loss, at most ``_RESCATTERS`` times a run:
+        past that a RuntimeError says so). False for any other cancel (say,
+        the caller's own, or a closed client), which the caller raises.
+        """
+        current = generation == self.generation
+        if current and not self.lost():
+            return False
+        if current:
+            if self.rescatters >= _RESCATTERS:
+                raise RuntimeError(
+                    f"{self.desc}: every worker holding the shared data was lost "
+                    f"{self.rescatters + 1} times in this run (it was scattered again after "
+                    "each loss); check the workers' memory limits and logs.") from exc
+            self.rescatters += 1
+        self.refresh(generation)
+        return True
+
 
 _WORKERS_BACK_SECONDS = 120
 
@@ -834,12 +887,11 @@ def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
 
     A task cancelled because ``shared`` (a :class:`_Scattered` the tasks
     read) was lost with every worker is resubmitted after ``shared`` is
-    scattered again, at most ``_RESCATTERS`` times a run; any other
-    cancellation (say, the client closed) or error is raised.
+    scattered again (:meth:`_Scattered.recover`); any other cancellation
+    (say, the client closed) or error is raised.
     """
     futures = {}  # key -> (index, generation of shared when submitted)
     pending = as_completed()
-    rescatters = 0
 
     def start(index):
         future = submit(index)
@@ -857,17 +909,8 @@ def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
             try:
                 result = future.result()
             except CancelledError as exc:
-                current = shared is not None and generation == shared.generation
-                if shared is None or (current and not shared.lost()):
+                if shared is None or not shared.recover(generation, exc):
                     raise
-                if current:
-                    if rescatters >= _RESCATTERS:
-                        raise RuntimeError(
-                            f"{desc}: every worker holding the shared data was lost "
-                            f"{rescatters + 1} times in this run (it was scattered again after "
-                            "each loss); check the workers' memory limits and logs.") from exc
-                    rescatters += 1
-                shared.refresh(generation)
                 start(index)
                 continue
             future.release()

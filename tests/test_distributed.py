@@ -232,7 +232,7 @@ def test_a_cancelled_task_with_its_shared_data_intact_is_raised(client, monkeypa
     refreshes = []
     monkeypatch.setattr(dd._Scattered, "refresh",
                         lambda self, generation: refreshes.append(generation))
-    shared = dd._Scattered(client, np.arange(3))
+    shared = dd._Scattered(client, np.arange(3), "test")
     submitted = []
 
     def submit(index):
@@ -323,6 +323,115 @@ def test_search_records_failing_trials_and_returns_the_best_model(client, ml_sli
     np.testing.assert_array_equal(result.best_model_.item_factors, local.item_factors)
     assert best["best_epoch"] == local.best_epoch_
     assert best["recall@20"] == local.history_[local.best_epoch_ - 1]["recall@20"]
+
+
+class KillingFit:
+    """dd._fit_trial whose first ``n_kills`` calls (across all workers) each kill their worker."""
+
+    def __init__(self, marker, n_kills, fit):
+        self.marker, self.n_kills, self.fit = str(marker), n_kills, fit
+
+    def __call__(self, *args):
+        if any(_first_to_claim(f"{self.marker}-{k}") for k in range(self.n_kills)):
+            os._exit(1)
+        return self.fit(*args)
+
+
+class KillsEveryWorkerWhenClosed:
+    """A progress bar whose close (after the last trial, before the best model is fetched)
+    kills every worker: the best model and the scattered data are lost with them."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def update(self, n):
+        pass
+
+    def close(self):
+        try:
+            self.client.run(os._exit, 1)
+        except Exception:  # the workers die before they answer
+            pass
+
+
+def _search_rows(result):
+    table = result.results_
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else table
+    return [(r["factors"], r["recall@20"], r["best_epoch"]) for r in rows]
+
+
+def test_search_survives_losing_every_worker_at_once(client, ml_slice, tmp_path, monkeypatch):
+    # Both workers die on their first trials, and later every worker is killed after
+    # the last trial, before the best model is fetched: the data is scattered again,
+    # the cancelled trials rerun and the best model fitted again, and the answer is
+    # the one of an undisturbed search.
+    _, train, test = ml_slice
+    grid = {"factors": [4, 8, 12]}
+    kwargs = dict(metric="recall@20", client=client, random_state=0, patience=None,
+                  base_params={"epochs": 2})
+    client.wait_for_workers(N_WORKERS, timeout=120)
+    undisturbed = dd.search(grid, train, test, **kwargs)
+    fit_trial = dd._fit_trial
+    refreshes = []
+    refresh = dd._Scattered.refresh
+    monkeypatch.setattr(dd._Scattered, "refresh",
+                        lambda self, generation: (refreshes.append(generation),
+                                                  refresh(self, generation)))
+    monkeypatch.setattr(dd, "_fit_trial", KillingFit(tmp_path / "killed", N_WORKERS,
+                                                      fit_trial))
+    result = dd.search(grid, train, test, **kwargs)
+    assert all((tmp_path / f"killed-{k}").exists() for k in range(N_WORKERS))
+    assert _search_rows(result) == _search_rows(undisturbed)
+    assert refreshes and result.best_params_ == undisturbed.best_params_
+    np.testing.assert_array_equal(result.best_model_.item_factors,
+                                  undisturbed.best_model_.item_factors)
+
+    refreshes.clear()
+    client.wait_for_workers(N_WORKERS, timeout=120)
+    monkeypatch.setattr(dd, "_progress", lambda total, show, desc: KillsEveryWorkerWhenClosed(
+        client))
+    monkeypatch.setattr(dd, "_fit_trial", fit_trial)
+    result = dd.search(grid, train, test, **kwargs)
+    assert refreshes  # the best model was fitted again on data scattered again
+    np.testing.assert_array_equal(result.best_model_.item_factors,
+                                  undisturbed.best_model_.item_factors)
+    client.wait_for_workers(N_WORKERS, timeout=120)
+
+
+def test_scattered_data_is_recovered_only_when_lost():
+    # _Scattered.recover with a stand-in client: a cancel with the data intact is not
+    # its business; a loss scatters again once per loss, at most _RESCATTERS times.
+    class Future:
+        status = "finished"
+
+    class FakeClient:
+        status = "running"
+
+        def __init__(self):
+            self.scatters = 0
+
+        def scatter(self, data, broadcast, hash):
+            self.scatters += 1
+            return [Future()]
+
+        def wait_for_workers(self, n, timeout):
+            pass
+
+    fake = FakeClient()
+    shared = dd._Scattered(fake, np.arange(3), "test")
+    error = RuntimeError("cancelled")
+    assert not shared.recover(0, error) and fake.scatters == 1  # intact: raise the cancel
+    for loss in range(dd._RESCATTERS):
+        shared.future.status = "cancelled"
+        generation = shared.generation
+        assert shared.recover(generation, error)
+        assert shared.recover(generation, error)  # a second task of the same loss
+        assert fake.scatters == loss + 2 and shared.generation == loss + 1
+    shared.future.status = "cancelled"
+    with pytest.raises(RuntimeError, match="test: every worker holding the shared data was lost"):
+        shared.recover(shared.generation, error)
+    fake.status = "closed"  # a closed client's cancel is not a loss
+    assert not shared.recover(shared.generation, error)
 
 
 def test_search_with_a_sampler_and_a_list_of_trials(client, synthetic):
