@@ -33,6 +33,7 @@ import numbers
 import os
 import time
 import uuid
+import warnings
 from concurrent.futures import CancelledError
 from pathlib import Path
 
@@ -530,7 +531,11 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
     show_progress=False)``: the validation metric is computed after every
     epoch, and with ``patience`` training stops after that many epochs without
     improvement and keeps the factors of the best epoch. ``train`` and
-    ``validation`` are scattered once to every worker.
+    ``validation`` are scattered once to every worker (again if the workers
+    holding them are lost at once: the cancelled trials then rerun, and a
+    best model lost with them is fitted again; its row of ``results_`` and
+    ``best_score_`` are those of the new fit, with a warning if the score
+    moved, which a fixed ``random_state`` on one thread per trial avoids).
 
     Parameters
     ----------
@@ -561,11 +566,9 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
     base_params : dict, optional
         Parameters shared by every trial (a trial's own values win).
     retries : int
-        Times a trial whose task failed outside the fit (a lost worker) is
-        run again before it is recorded as failed. When every worker is lost
-        at once, ``train`` and ``validation`` are scattered again and the
-        cancelled trials rerun (twice a run at most); the best model, if lost
-        that way, is fitted again.
+        Times a trial whose task raised outside the fit is run again before
+        it is recorded as failed (a lost worker's task is rerun by Dask
+        itself).
     show_progress : bool
         A progress bar over the trials (tqdm), only on a terminal.
 
@@ -578,7 +581,13 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
     Raises
     ------
     RuntimeError
-        Every trial failed; the message gives each trial's error.
+        Every trial failed (the message gives each trial's error); or the
+        workers holding the data were lost more than twice; or the best
+        model, fitted again, failed.
+    concurrent.futures.CancelledError
+        A trial was cancelled otherwise (say, the client was closed).
+    TimeoutError
+        No worker came back within 120 s after the workers were lost.
     """
     known = list(BPR().get_params())
     base_params = {} if base_params is None else base_params
@@ -664,24 +673,41 @@ def search(params, train, validation, metric="recall@20", client=None, n_trials=
                 bar.update(1)
         finally:
             bar.close()
-            for future in list(pending.futures):
+            # Cancelling a record does not cancel its fit: both are cancelled.
+            for future in [*pending.futures, *(fit for fit, _ in fit_futures.values())]:
                 future.cancel()
         if best is None:
             lines = "; ".join(f"trial {t} {trials[t]}: {r['error']}" for t, r in enumerate(records))
             raise RuntimeError(f"all {len(trials)} trials of the search failed: {lines}")
+        refitted = False
         while True:
             fit, generation = best[2]
             try:
-                best_model = fit.result()[1]
+                record, best_model = fit.result()
                 break
             except CancelledError as exc:
-                # The best model was lost with every worker after its trial ended: fit
+                # The best model was lost with the workers after its trial ended: fit
                 # it again (the same model when the trial's seed is fixed and it runs
-                # on one thread, search's default).
+                # on one thread).
                 if not data.recover(generation, exc):
+                    fit.cancel()
                     raise
                 best = (best[0], best[1], submit_fit(best[1]))
+                refitted = True
         fit.release()
+        if refitted:
+            t = best[1]
+            if record["error"] is not None:
+                raise RuntimeError(f"search: the best trial {t} {trials[t]} was lost with the "
+                                   f"workers and failed when fitted again: {record['error']}")
+            if record["score"] != best[0]:
+                warnings.warn(
+                    f"search: the best trial {t} {trials[t]} was lost with the workers and "
+                    f"fitted again, scoring {record['score']} instead of {best[0]} (its seed "
+                    "is not fixed, or it runs on several threads); results_ and best_score_ "
+                    "give the new fit's.", RuntimeWarning, stacklevel=2)
+            records[t] = record
+            best = (record["score"], t, best[2])
 
     rows = []
     for t, (trial, outcome) in enumerate(zip(trials, records)):
@@ -829,7 +855,9 @@ class _Scattered:
     """Data a run's tasks share, scattered to every worker, and scattered again if lost.
 
     ``broadcast=True`` leaves a copy on each worker, so a run survives a lost
-    worker. When every worker holding it is lost at once, Dask cannot
+    worker, unless Dask's active memory manager has trimmed the copies (its
+    default ``ReduceReplicas`` policy drops copies no task waits for). When
+    every worker holding it is lost at once, Dask cannot
     recompute scattered data and cancels the tasks that need it ("already
     forgotten"): :meth:`recover` scatters it again to the workers that are
     back (a nanny restarts them), and the caller resubmits those tasks.
@@ -853,8 +881,16 @@ class _Scattered:
     def refresh(self, generation):
         """Scatter again, unless it was already done since ``generation``."""
         if generation == self.generation:
-            self.client.wait_for_workers(1, timeout=_WORKERS_BACK_SECONDS)
-            self.future = self._scatter()
+            deadline = time.monotonic() + _WORKERS_BACK_SECONDS
+            while True:
+                self.client.wait_for_workers(1, timeout=max(1.0, deadline - time.monotonic()))
+                try:
+                    self.future = self._scatter()
+                    break
+                except OSError:  # a dead worker not yet removed was counted
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
             self.generation += 1
 
     def recover(self, generation, exc):
@@ -865,6 +901,8 @@ class _Scattered:
         past that a RuntimeError says so). False for any other cancel (say,
         the caller's own, or a closed client), which the caller raises.
         """
+        if self.client.status != "running":
+            return False
         current = generation == self.generation
         if current and not self.lost():
             return False

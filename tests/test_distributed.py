@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -337,21 +338,28 @@ class KillingFit:
         return self.fit(*args)
 
 
-class KillsEveryWorkerWhenClosed:
-    """A progress bar whose close (after the last trial, before the best model is fetched)
-    kills every worker: the best model and the scattered data are lost with them."""
+class KillsEveryWorker:
+    """A progress bar that kills every worker once: at its first ``update`` (a trial has
+    ended, the others are cancelled) or at ``close`` (after the last trial, before the
+    best model is fetched), as ``when`` says."""
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, client, when):
+        self.client, self.when = client, when
 
-    def update(self, n):
-        pass
-
-    def close(self):
+    def _kill(self):
+        self.when = None
         try:
             self.client.run(os._exit, 1)
         except Exception:  # the workers die before they answer
             pass
+
+    def update(self, n):
+        if self.when == "update":
+            self._kill()
+
+    def close(self):
+        if self.when == "close":
+            self._kill()
 
 
 def _search_rows(result):
@@ -361,10 +369,11 @@ def _search_rows(result):
 
 
 def test_search_survives_losing_every_worker_at_once(client, ml_slice, tmp_path, monkeypatch):
-    # Both workers die on their first trials, and later every worker is killed after
-    # the last trial, before the best model is fetched: the data is scattered again,
-    # the cancelled trials rerun and the best model fitted again, and the answer is
-    # the one of an undisturbed search.
+    # Every worker is lost at once: (1) both on their first trials, (2) after the first
+    # trial ended, so the best model so far and the other trials go, (3) after the last
+    # trial, before the best model is fetched. Each time the data is scattered again,
+    # the cancelled trials rerun and a lost best model is fitted again, and the answer
+    # is the one of an undisturbed search (fixed seed, one thread per trial).
     _, train, test = ml_slice
     grid = {"factors": [4, 8, 12]}
     kwargs = dict(metric="recall@20", client=client, random_state=0, patience=None,
@@ -372,30 +381,38 @@ def test_search_survives_losing_every_worker_at_once(client, ml_slice, tmp_path,
     client.wait_for_workers(N_WORKERS, timeout=120)
     undisturbed = dd.search(grid, train, test, **kwargs)
     fit_trial = dd._fit_trial
-    refreshes = []
-    refresh = dd._Scattered.refresh
-    monkeypatch.setattr(dd._Scattered, "refresh",
-                        lambda self, generation: (refreshes.append(generation),
-                                                  refresh(self, generation)))
-    monkeypatch.setattr(dd, "_fit_trial", KillingFit(tmp_path / "killed", N_WORKERS,
-                                                      fit_trial))
-    result = dd.search(grid, train, test, **kwargs)
-    assert all((tmp_path / f"killed-{k}").exists() for k in range(N_WORKERS))
-    assert _search_rows(result) == _search_rows(undisturbed)
-    assert refreshes and result.best_params_ == undisturbed.best_params_
-    np.testing.assert_array_equal(result.best_model_.item_factors,
-                                  undisturbed.best_model_.item_factors)
+    scatters = []
+    scatter = dd._Scattered._scatter
+    monkeypatch.setattr(dd._Scattered, "_scatter",
+                        lambda self: (scatters.append(1), scatter(self))[1])
 
-    refreshes.clear()
-    client.wait_for_workers(N_WORKERS, timeout=120)
-    monkeypatch.setattr(dd, "_progress", lambda total, show, desc: KillsEveryWorkerWhenClosed(
-        client))
-    monkeypatch.setattr(dd, "_fit_trial", fit_trial)
-    result = dd.search(grid, train, test, **kwargs)
-    assert refreshes  # the best model was fitted again on data scattered again
-    np.testing.assert_array_equal(result.best_model_.item_factors,
-                                  undisturbed.best_model_.item_factors)
-    client.wait_for_workers(N_WORKERS, timeout=120)
+    def check(result):
+        assert _search_rows(result) == _search_rows(undisturbed)
+        assert result.best_params_ == undisturbed.best_params_
+        assert result.best_score_ == undisturbed.best_score_
+        np.testing.assert_array_equal(result.best_model_.item_factors,
+                                      undisturbed.best_model_.item_factors)
+
+    try:
+        monkeypatch.setattr(dd, "_fit_trial", KillingFit(tmp_path / "killed", N_WORKERS,
+                                                          fit_trial))
+        result = dd.search(grid, train, test, **kwargs)
+        assert all((tmp_path / f"killed-{k}").exists() for k in range(N_WORKERS))
+        assert len(scatters) == 2  # the first scatter and one more
+        check(result)
+        monkeypatch.setattr(dd, "_fit_trial", fit_trial)
+        for when in ("update", "close"):
+            scatters.clear()
+            client.wait_for_workers(N_WORKERS, timeout=120)
+            monkeypatch.setattr(dd, "_progress",
+                                lambda total, show, desc: KillsEveryWorker(client, when))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a refit scoring otherwise would warn
+                result = dd.search(grid, train, test, **kwargs)
+            assert len(scatters) == 2, when
+            check(result)
+    finally:
+        client.wait_for_workers(N_WORKERS, timeout=120)
 
 
 def test_scattered_data_is_recovered_only_when_lost():
@@ -432,6 +449,7 @@ def test_scattered_data_is_recovered_only_when_lost():
         shared.recover(shared.generation, error)
     fake.status = "closed"  # a closed client's cancel is not a loss
     assert not shared.recover(shared.generation, error)
+    assert not shared.recover(0, error)  # not even of a task from before a loss
 
 
 def test_search_with_a_sampler_and_a_list_of_trials(client, synthetic):
