@@ -878,6 +878,16 @@ class _Scattered:
         """Whether the scattered copy is gone (every worker holding it was lost)."""
         return self.future.status == "cancelled" and self.client.status == "running"
 
+    def _lost_within(self, seconds):
+        """Whether the copy is found lost within ``seconds``: the cancel of a task that
+        needs the data may reach the client before the cancel of the data itself."""
+        deadline = time.monotonic() + seconds
+        while not self.lost():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def refresh(self, generation):
         """Scatter again, unless it was already done since ``generation``."""
         if generation == self.generation:
@@ -904,7 +914,7 @@ class _Scattered:
         if self.client.status != "running":
             return False
         current = generation == self.generation
-        if current and not self.lost():
+        if current and not self._lost_within(_LOSS_NEWS_SECONDS):
             return False
         if current:
             if self.rescatters >= _RESCATTERS:
@@ -918,6 +928,8 @@ class _Scattered:
 
 
 _WORKERS_BACK_SECONDS = 120
+# How long a cancelled task waits for the news that its shared data was lost.
+_LOSS_NEWS_SECONDS = 2.0
 
 
 def _run_windowed(submit, n_tasks, window, show_progress, desc, shared=None):
