@@ -20,8 +20,8 @@ def _build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train on MovieLens or a CSV file and print full AUC "
-                                         "per epoch")
+    train = sub.add_parser("train", help="train on MovieLens, Gowalla or a CSV file and print "
+                                         "full AUC (Gowalla: Recall@20, NDCG@20)")
     _add_data_options(train.add_argument_group("data"))
     model = train.add_argument_group("model (defaults: the fast mode)")
     model.add_argument("--keras", action="store_true",
@@ -46,6 +46,13 @@ def _build_parser():
                        help="random seed of the model (default: none) and of random and "
                             "leave-k-out splits (default: 0)")
     out = train.add_argument_group("output")
+    out.add_argument("--metrics", default=None,
+                     help="comma-separated metrics on the test split, as for evaluate "
+                          "(default: full_auc; gowalla: recall@20,ndcg@20, the papers' protocol)")
+    out.add_argument("--eval-every", type=int, default=None, metavar="N",
+                     help="evaluate after every N-th epoch and after the last; 0: after the "
+                          "last only (default: 1; gowalla: 0, as an evaluation of its 29,858 "
+                          "users takes a few seconds)")
     out.add_argument("--json", action="store_true",
                      help="print one JSON object with the results as the last line")
     out.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
@@ -78,8 +85,9 @@ def _build_parser():
 
 
 def _add_data_options(parser):
-    parser.add_argument("--dataset", default=None, choices=list(_DATASETS),
-                        help="a MovieLens release (default: ml-100k unless --csv is given)")
+    parser.add_argument("--dataset", default=None, choices=[*_DATASETS, "gowalla"],
+                        help="a MovieLens release, or gowalla: the NGCF/LightGCN split of "
+                             "Gowalla check-ins (default: ml-100k unless --csv is given)")
     parser.add_argument("--csv", metavar="FILE", default=None,
                         help="your own events: a CSV or TSV file with a header line")
     parser.add_argument("--user-col", default=None, help="--csv: column of the user ids")
@@ -95,7 +103,8 @@ def _add_data_options(parser):
                         help="--csv: field separator (default: tab if the header has one, "
                              "else comma)")
     parser.add_argument("--split", default=None,
-                        help="ml-100k: ua, ub or u1..u5 (default ua). Other data: random-F "
+                        help="ml-100k: ua, ub or u1..u5 (default ua); gowalla has its own. "
+                             "Other data: random-F "
                              "(a share F of each user's events held out at random, default "
                              "random-0.2), leave-K-out (each user's last K by time) or time-F "
                              "(the latest share F of all events)")
@@ -103,7 +112,7 @@ def _add_data_options(parser):
                         help="ratings >= this are positives (default: 4 for MovieLens; all "
                              "rows of a CSV)")
     parser.add_argument("--data-dir", default=None,
-                        help="folder holding the MovieLens folder or zip "
+                        help="folder holding the dataset's folder (or MovieLens zip) "
                              "(default: $BPR_NUMBA_DATA, then the download cache)")
     parser.add_argument("--no-download", action="store_true",
                         help="never download; fail when no local copy is found")
@@ -138,11 +147,33 @@ def _model_from_args(args):
     return BPR.preset(preset, **overrides)
 
 
+def _metric_label(name):
+    return "AUC" if name == "full_auc" else name
+
+
+def _train_metrics(args, dataset):
+    """The metrics ``train`` reports and how often: ``(names, every)``."""
+    gowalla = dataset == "gowalla"
+    text = args.metrics if args.metrics is not None else (
+        "recall@20,ndcg@20" if gowalla else "full_auc")
+    from ._scoring import metric_codes
+
+    names = metric_codes([m.strip() for m in text.split(",") if m.strip()])[0]
+    every = args.eval_every if args.eval_every is not None else (0 if gowalla else 1)
+    if every < 0:
+        raise ValueError(f"--eval-every must be >= 0 (0: after the last epoch only); got {every}.")
+    if args.plot and ("full_auc" not in names or every != 1):
+        raise ValueError("--plot draws the full AUC of every epoch: use it with full_auc in "
+                         "--metrics and --eval-every 1.")
+    return names, every
+
+
 def _train(args, start):
-    from .metrics import full_auc
+    from .metrics import evaluate
 
     model = _model_from_args(args)
     data = _load_data(args)
+    names, every = _train_metrics(args, data.dataset)
     train, test = data.train, data.test
     print(f"{data.label}: {train.nnz:,} train and {test.nnz:,} test positives, matrix "
           f"{train.shape[0]} x {train.shape[1]}")
@@ -156,41 +187,62 @@ def _train(args, start):
     print(f"  item factors: {n_item_params:>10,} parameters"
           + (" (incl. item bias)" if model.item_bias else ""))
     print(f"  total:        {n_user_params + n_item_params:>10,} parameters")
+    print(f"Metrics on the test split ({', '.join(names)}; train items excluded"
+          + (" except for full_auc" if "full_auc" in names else "") + "), "
+          + ("after every epoch" if every == 1 else "after the last epoch" if every == 0
+             else f"after every {every} epochs and the last"))
+
+    def scores():
+        return evaluate(model, test, train, metrics=names, num_threads=args.threads)
 
     t = time.perf_counter()
-    auc_before = full_auc(model, test, num_threads=args.threads)
+    auc_before = None
+    if "full_auc" in names:  # the notebook's first line
+        from .metrics import full_auc
+
+        auc_before = full_auc(model, test, num_threads=args.threads)
+        print(f"AUC before training: {auc_before:.4f}")
     timing = {"eval": time.perf_counter() - t, "train": 0.0, "last": time.perf_counter()}
-    print(f"AUC before training: {auc_before:.4f}")
-    aucs = []
+    results = {name: [] for name in names}
+    evaluated = []
     n_epochs = model.get_params()["epochs"]
 
     def report(epoch, record):
+        shown = ""
+        if epoch == n_epochs or (every and epoch % every == 0):
+            values = scores()
+            evaluated.append(epoch)
+            for name in names:
+                results[name].append(values[name])
+            shown = "".join(f"{_metric_label(name)} {values[name]:.4f}  " for name in names)
         now = time.perf_counter()
         timing["train"] += record["seconds"]
         timing["eval"] += now - timing["last"] - record["seconds"]
         timing["last"] = now
-        aucs.append(record["full_auc"])
-        print(f"Epoch {epoch:>3}/{n_epochs}: AUC {record['full_auc']:.4f}  "
-              f"loss {record['loss']:.4f}  {record['seconds']:.2f} s")
+        print(f"Epoch {epoch:>3}/{n_epochs}: {shown}loss {record['loss']:.4f}  "
+              f"{record['seconds']:.2f} s")
 
     timing["last"] = time.perf_counter()
-    model.fit(data.train_input, validation=test, metric="full_auc", patience=None,
-              callbacks=[report], show_progress=False)
+    model.fit(data.train_input, callbacks=[report], show_progress=False)
     train_seconds, eval_seconds = timing["train"], timing["eval"]
-    print(f"Final AUC: {aucs[-1]:.4f} after {n_epochs} epochs "
-          f"({train_seconds:.2f} s training, {eval_seconds:.2f} s evaluation)")
+    final = {name: values[-1] for name, values in results.items()}
+    print(f"Final {', '.join(f'{_metric_label(k)}: {v:.4f}' for k, v in final.items())} "
+          f"after {n_epochs} epochs ({train_seconds:.2f} s training, {eval_seconds:.2f} s "
+          f"evaluation)")
     if args.save:
         model.save(args.save)
         print(f"Saved the model to {args.save}")
     if args.plot:
-        _plot(args.plot, aucs, [h["loss"] for h in model.history_], auc_before)
+        _plot(args.plot, results["full_auc"], [h["loss"] for h in model.history_], auc_before)
         print(f"Drew the learning curve in {args.plot}")
     if args.json:
-        print(json.dumps({
-            "auc_before": auc_before, "auc": aucs, "final_auc": aucs[-1],
-            "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "total_seconds": time.perf_counter() - start,
-        }))
+        record = {"evaluated_epochs": evaluated, "metrics": results, "final": final}
+        if "full_auc" in names:  # the notebook's figures, as before --metrics
+            record.update(auc_before=auc_before, auc=results["full_auc"],
+                          final_auc=final["full_auc"])
+        record.update(train_seconds=train_seconds, eval_seconds=eval_seconds,
+                      total_seconds=time.perf_counter() - start)
+        print(json.dumps(record))
     return 0
 
 
@@ -222,8 +274,9 @@ def _plot(path, aucs, losses, auc_before):
 class _Data:
     """What a command needs of its data: CSR train/test, the input to fit, names."""
 
-    def __init__(self, label, train, test, train_input, whole=None, titles=None):
+    def __init__(self, label, train, test, train_input, whole=None, titles=None, dataset=None):
         self.label = label
+        self.dataset = dataset  # the --dataset name, None for a CSV
         self.train, self.test = train, test
         self.train_input = train_input  # Interactions (raw ids) or a matrix
         self.whole = whole  # every interaction, for filtering recommendations
@@ -232,7 +285,7 @@ class _Data:
 
 def _load_data(args, with_titles=False):
     from .data import Interactions
-    from .datasets import load_movielens, load_movielens_titles
+    from .datasets import load_gowalla, load_movielens, load_movielens_titles
 
     if args.csv is not None and args.dataset is not None:
         raise ValueError("give either --dataset or --csv, not both.")
@@ -243,6 +296,16 @@ def _load_data(args, with_titles=False):
     if args.csv is None and csv_only:
         raise ValueError(f"--{csv_only[0].replace('_', '-')} needs --csv FILE.")
     dataset = args.dataset or ("ml-100k" if args.csv is None else None)
+    if dataset == "gowalla":
+        for option, value in (("split", args.split), ("min-rating", args.min_rating)):
+            if value is not None:
+                raise ValueError(f"--{option} does not apply to gowalla: it has no ratings, and "
+                                 "its split is the papers' own train.txt and test.txt.")
+        train, test = load_gowalla(data_home=args.data_dir, download=not args.no_download)
+        label = "Gowalla, the NGCF/LightGCN split (train.txt, test.txt)"
+        # recommend filters what a user has in either file.
+        whole = (train + test).tocsr() if with_titles else train
+        return _Data(label, train, test, train, whole=whole, dataset=dataset)
     if dataset == "ml-100k":
         split = args.split or "ua"
         min_rating = 4 if args.min_rating is None else args.min_rating
@@ -256,7 +319,7 @@ def _load_data(args, with_titles=False):
             titles = load_movielens_titles(data_home=args.data_dir,
                                            download=not args.no_download)
         label = f"MovieLens 100k, split {split}, ratings >= {min_rating:g} as positives"
-        return _Data(label, train, test, train, whole=train, titles=titles)
+        return _Data(label, train, test, train, whole=train, titles=titles, dataset=dataset)
     if dataset is not None:
         variant = _DATASETS[dataset]
         min_rating = 4 if args.min_rating is None else args.min_rating
@@ -284,7 +347,7 @@ def _load_data(args, with_titles=False):
         titles = None
     if with_titles:  # recommend: the whole data, no split
         return _Data(label, interactions.matrix, None, interactions, whole=interactions.matrix,
-                     titles=titles)
+                     titles=titles, dataset=dataset)
     split = args.split or "random-0.2"
     # The split's seed defaults to 0 (not the model's None) so that evaluate,
     # given the same options, rebuilds the very same split.
@@ -292,7 +355,7 @@ def _load_data(args, with_titles=False):
     label += (f", split {split}: {interactions.n_users:,} users, "
               f"{interactions.n_items:,} items")
     return _Data(label, train.matrix, test.matrix, train, whole=interactions.matrix,
-                 titles=titles)
+                 titles=titles, dataset=dataset)
 
 
 def _position(column):
@@ -357,20 +420,21 @@ def _recommend(args):
     model = BPR.load(args.model)
     data = _load_data(args, with_titles=True)
     _check_same_ids(model, data.train_input)
-    if model.user_map_ is None:  # MovieLens 100k: ids are the row numbers
+    if model.user_map_ is None:  # MovieLens 100k and Gowalla: ids are the row numbers
+        # MovieLens ids start at 1: row 0 and column 0 are not a user and a movie.
+        first = 0 if data.dataset == "gowalla" else 1
         try:
             user = int(args.user)
         except ValueError:
             user = -1
-        if not 1 <= user < model.n_users:
-            raise ValueError(f"--user must be a MovieLens user id in 1..{model.n_users - 1}; "
-                             f"got {args.user}.")
-        # Column 0 is not a movie (ids start at 1): never recommend it.
+        if not first <= user < model.n_users:
+            raise ValueError(f"--user must be a {'Gowalla' if first == 0 else 'MovieLens'} user "
+                             f"id in {first}..{model.n_users - 1}; got {args.user}.")
         ids, scores = model.recommend(user, data.whole, N=args.n,
                                       filter_already_liked_items=not args.include_seen,
-                                      filter_items=[0])
+                                      filter_items=[0] if first else None)
         row, shown = user, ids
-        where = "in the train split"
+        where = "in the train split" if first else "in train.txt or test.txt"
     else:
         try:
             row = model.user_map_.to_index(args.user, "--user")
@@ -395,7 +459,9 @@ def _check_same_ids(model, train_input):
     """Refuse a model whose raw ids are not those of the data given on the command line."""
     from ._validation import id_maps
 
-    if id_maps(model) != id_maps(train_input):
+    shape = getattr(train_input, "shape", None)  # a matrix: ids are its rows and columns
+    if id_maps(model) != id_maps(train_input) or (
+            shape is not None and tuple(shape) != (model.n_users, model.n_items)):
         raise ValueError(
             "the model was trained on other data: its users and items are not those of the "
             "data given here; pass the same --dataset/--csv options as to train."

@@ -230,8 +230,9 @@ class BPR(FoldInMixin, FactorModel):
         - ``"quality"``: 100 epochs of per-element Adagrad with regularization
           0.045 and candidates scaled to the catalogue
           (``negative_candidates="auto"``), for the best ranking quality;
-          about 10x the training time of "fast" (MovieLens 100k: 1.1 s;
-          Gowalla, 41k items: about 40 s on 2 threads).
+          about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
+          one thread; Gowalla, 41k items: 41 to 51 s on 2 threads of the
+          machine of the README's table, 100 to 117 s on one about 2x slower).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its

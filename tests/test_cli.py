@@ -18,8 +18,9 @@ def test_train_prints_the_notebook_summary_and_json(movielens, capsys):
     assert "AUC before training" in text and "Epoch   2/2" in text and "Final AUC" in text
     record = json.loads(out[-1])
     assert set(record) == {"auc_before", "auc", "final_auc", "train_seconds", "eval_seconds",
-                           "total_seconds"}
+                           "total_seconds", "evaluated_epochs", "metrics", "final"}
     assert len(record["auc"]) == 2 and record["final_auc"] == record["auc"][-1]
+    assert record["evaluated_epochs"] == [1, 2] and record["metrics"] == {"full_auc": record["auc"]}
     assert abs(record["auc_before"] - 0.5) < 0.05 and record["final_auc"] > 0.8
     assert record["total_seconds"] >= record["train_seconds"] + record["eval_seconds"] > 0
 
@@ -232,3 +233,104 @@ def test_csv_without_header_takes_column_positions(tmp_path, capsys):
     assert "split leave-1-out" in capsys.readouterr().out
     assert main([*base, "--user-col", "user", "--item-col", "1"]) == 1
     assert "0-based positions; got 'user'" in capsys.readouterr().err
+
+
+def test_train_metrics_every_n_epochs_match_evaluate(movielens, tmp_path, capsys):
+    path = tmp_path / "model.npz"
+    assert main(["train", "--epochs", "3", "--seed", "0", "--metrics", "auc, ndcg@10",
+                 "--eval-every", "2", "--save", str(path), "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "AUC before training" not in "\n".join(out)
+    epochs = [line for line in out if line.startswith("Epoch")]
+    assert epochs[0].startswith("Epoch   1/3: loss ")  # not evaluated
+    assert epochs[1].startswith("Epoch   2/3: auc 0.") and "ndcg@10 0." in epochs[1]
+    assert epochs[2].startswith("Epoch   3/3: auc 0.")
+    record = json.loads(out[-1])
+    assert record["evaluated_epochs"] == [2, 3] and "final_auc" not in record
+    assert set(record["metrics"]) == {"auc", "ndcg@10"}
+    assert main(["evaluate", "--model", str(path), "--metrics", "auc,ndcg@10", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["final"] == again  # the final figures are those of the saved model
+
+
+GOWALLA_USERS, GOWALLA_ITEMS = 29858, 40981
+
+
+@pytest.fixture
+def small_gowalla(tmp_path, monkeypatch):
+    """A folder holding gowalla/ with small train.txt and test.txt (their sums made the expected ones)."""
+    import hashlib
+
+    import numpy as np
+
+    from bpr_numba.datasets import papers
+
+    rng = np.random.default_rng(0)
+    items = rng.choice(GOWALLA_ITEMS, 60, replace=False)
+    files = {"train.txt": [], "test.txt": []}
+    for user in [0, 1, 7, 500, GOWALLA_USERS - 1]:
+        mine = rng.choice(items, 12, replace=False)
+        files["train.txt"].append(" ".join(map(str, [user, *sorted(mine[:9])])))
+        files["test.txt"].append(" ".join(map(str, [user, *sorted(mine[9:])])))
+    folder = tmp_path / "data" / "gowalla"
+    folder.mkdir(parents=True)
+    sums = {}
+    for name, lines in files.items():
+        data = ("\n".join(lines) + "\n").encode()
+        (folder / name).write_bytes(data)
+        sums[name] = hashlib.sha256(data).hexdigest()
+    monkeypatch.setattr(papers, "_GOWALLA_SHA256", sums)
+    return ["--dataset", "gowalla", "--data-dir", str(tmp_path / "data"), "--no-download"]
+
+
+def test_gowalla_trains_with_the_papers_metrics_and_recommends(small_gowalla, tmp_path, capsys):
+    from bpr_numba import BPR
+    from bpr_numba.datasets import load_gowalla
+    from bpr_numba.metrics import evaluate
+
+    path = tmp_path / "model.npz"
+    assert main(["train", *small_gowalla, "--epochs", "2", "--seed", "0", "--save", str(path),
+                 "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Gowalla, the NGCF/LightGCN split (train.txt, test.txt): 45 train "
+                             f"and 15 test positives, matrix {GOWALLA_USERS} x {GOWALLA_ITEMS}")
+    text = "\n".join(out)
+    assert "AUC before training" not in text and "Epoch   1/2: loss " in text
+    assert "Epoch   2/2: recall@20 " in text and "Final recall@20: " in text
+    record = json.loads(out[-1])
+    assert record["evaluated_epochs"] == [2] and set(record["final"]) == {"recall@20", "ndcg@20"}
+    train, test = load_gowalla(data_home=tmp_path / "data", download=False)
+    direct = evaluate(BPR.load(path), test, train, metrics=("recall@20", "ndcg@20"))
+    assert record["final"] == direct
+    # recommend: ids are rows from 0; what the user has in either file is filtered.
+    assert main(["recommend", "--model", str(path), *small_gowalla, "--user", "0", "-n",
+                 "50"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "Top 50 items for user 0 (12 liked items in train.txt or test.txt excluded):"
+    shown = {int(line.split(".", 1)[1].split()[0]) for line in lines[1:]}
+    assert len(shown) == 50 and not shown & (set(train[0].indices) | set(test[0].indices))
+    assert main(["recommend", "--model", str(path), *small_gowalla, "--user",
+                 str(GOWALLA_USERS)]) == 1
+    assert f"Gowalla user id in 0..{GOWALLA_USERS - 1}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--split", "u1"], "--split does not apply to gowalla"),
+    (["--min-rating", "4"], "--min-rating does not apply to gowalla"),
+    (["--eval-every", "-1"], "--eval-every must be >= 0"),
+    (["--metrics", "recall"], "unknown metric 'recall'"),
+    (["--metrics", " , "], "metrics is empty"),
+    (["--plot", "curve.png"], "--plot draws the full AUC of every epoch"),
+])
+def test_train_refuses_options_that_do_not_apply(small_gowalla, extra, message, capsys):
+    assert main(["train", *small_gowalla, "--epochs", "1", *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_of_other_data_is_refused(movielens, small_gowalla, tmp_path, capsys):
+    path = tmp_path / "model.npz"
+    assert main(["train", "--epochs", "1", "--save", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(path), *small_gowalla]) == 1
+    assert "the model was trained on other data" in capsys.readouterr().err
