@@ -66,9 +66,11 @@ def _build_parser():
     evaluate.add_argument("--seed", type=int, default=None,
                           help="seed of a random or leave-k-out split, as given to train "
                                "(default: 0, train's default for splits)")
-    evaluate.add_argument("--metrics", default="full_auc,auc,precision@10,recall@10,ndcg@10",
+    evaluate.add_argument("--metrics", default=None,
                           help="comma-separated: full_auc, auc, precision@k, recall@k, ndcg@k, "
-                               "map@k, mrr (train items excluded except for full_auc)")
+                               "map@k, mrr (train items excluded except for full_auc; default: "
+                               "full_auc,auc,precision@10,recall@10,ndcg@10; gowalla: "
+                               "recall@20,ndcg@20)")
     evaluate.add_argument("--threads", type=int, default=0)
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -76,7 +78,8 @@ def _build_parser():
     recommend.add_argument("--model", required=True, help="model file written by train --save")
     _add_data_options(recommend)
     recommend.add_argument("--user", required=True,
-                           help="user id: a MovieLens user id, or a raw id of the CSV's user column")
+                           help="user id: a MovieLens user id, a Gowalla row number (from 0), "
+                                "or a raw id of the CSV's user column")
     recommend.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     recommend.add_argument("--include-seen", action="store_true",
                            help="do not filter the items the user has (MovieLens 100k: in the "
@@ -147,18 +150,22 @@ def _model_from_args(args):
     return BPR.preset(preset, **overrides)
 
 
-def _metric_label(name):
-    return "AUC" if name == "full_auc" else name
-
-
-def _train_metrics(args, dataset):
-    """The metrics ``train`` reports and how often: ``(names, every)``."""
-    gowalla = dataset == "gowalla"
-    text = args.metrics if args.metrics is not None else (
-        "recall@20,ndcg@20" if gowalla else "full_auc")
+def _metric_names(text, default):
+    """The metric names of a --metrics value (``default`` when None), checked."""
     from ._scoring import metric_codes
 
-    names = metric_codes([m.strip() for m in text.split(",") if m.strip()])[0]
+    text = default if text is None else text
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    try:
+        return metric_codes(names)[0]
+    except ValueError as exc:
+        raise ValueError(f"--metrics: {exc}") from None
+
+
+def _train_metrics(args):
+    """The metrics ``train`` reports and how often: ``(names, every)``; checked before any data."""
+    gowalla = args.dataset == "gowalla"
+    names = _metric_names(args.metrics, "recall@20,ndcg@20" if gowalla else "full_auc")
     every = args.eval_every if args.eval_every is not None else (0 if gowalla else 1)
     if every < 0:
         raise ValueError(f"--eval-every must be >= 0 (0: after the last epoch only); got {every}.")
@@ -168,12 +175,17 @@ def _train_metrics(args, dataset):
     return names, every
 
 
+def _shown(values, names):
+    """``metric value`` pairs; full AUC alone is "AUC", the notebook's word for it."""
+    return [("AUC" if names == ["full_auc"] else name, values[name]) for name in names]
+
+
 def _train(args, start):
     from .metrics import evaluate
 
+    names, every = _train_metrics(args)
     model = _model_from_args(args)
     data = _load_data(args)
-    names, every = _train_metrics(args, data.dataset)
     train, test = data.train, data.test
     print(f"{data.label}: {train.nnz:,} train and {test.nnz:,} test positives, matrix "
           f"{train.shape[0]} x {train.shape[1]}")
@@ -192,41 +204,47 @@ def _train(args, start):
           + ("after every epoch" if every == 1 else "after the last epoch" if every == 0
              else f"after every {every} epochs and the last"))
 
-    def scores():
-        return evaluate(model, test, train, metrics=names, num_threads=args.threads)
+    timing = {"eval": 0.0, "train": 0.0}
 
-    t = time.perf_counter()
+    def scores():
+        t = time.perf_counter()
+        values = evaluate(model, test, train, metrics=names, num_threads=args.threads)
+        timing["eval"] += time.perf_counter() - t
+        return values
+
     auc_before = None
     if "full_auc" in names:  # the notebook's first line
-        from .metrics import full_auc
-
-        auc_before = full_auc(model, test, num_threads=args.threads)
+        auc_before = scores()["full_auc"]
         print(f"AUC before training: {auc_before:.4f}")
-    timing = {"eval": time.perf_counter() - t, "train": 0.0, "last": time.perf_counter()}
     results = {name: [] for name in names}
     evaluated = []
     n_epochs = model.get_params()["epochs"]
 
     def report(epoch, record):
+        timing["train"] += record["seconds"]
         shown = ""
         if epoch == n_epochs or (every and epoch % every == 0):
             values = scores()
+            record.update(values)  # into model.history_ (and a saved model)
             evaluated.append(epoch)
             for name in names:
                 results[name].append(values[name])
-            shown = "".join(f"{_metric_label(name)} {values[name]:.4f}  " for name in names)
-        now = time.perf_counter()
-        timing["train"] += record["seconds"]
-        timing["eval"] += now - timing["last"] - record["seconds"]
-        timing["last"] = now
+            shown = "".join(f"{label} {value:.4f}  " for label, value in _shown(values, names))
         print(f"Epoch {epoch:>3}/{n_epochs}: {shown}loss {record['loss']:.4f}  "
               f"{record['seconds']:.2f} s")
 
-    timing["last"] = time.perf_counter()
-    model.fit(data.train_input, callbacks=[report], show_progress=False)
+    try:
+        model.fit(data.train_input, callbacks=[report], show_progress=False)
+    except KeyboardInterrupt:
+        last = (", ".join(f"{label}: {value:.4f}" for label, value in
+                          _shown({k: v[-1] for k, v in results.items()}, names))
+                + f" after epoch {evaluated[-1]}") if evaluated else "no evaluation yet"
+        print(f"Interrupted after {model.n_epochs_done_} of {n_epochs} epochs ({last}); "
+              "nothing saved.")
+        raise
     train_seconds, eval_seconds = timing["train"], timing["eval"]
     final = {name: values[-1] for name, values in results.items()}
-    print(f"Final {', '.join(f'{_metric_label(k)}: {v:.4f}' for k, v in final.items())} "
+    print(f"Final {', '.join(f'{label}: {value:.4f}' for label, value in _shown(final, names))} "
           f"after {n_epochs} epochs ({train_seconds:.2f} s training, {eval_seconds:.2f} s "
           f"evaluation)")
     if args.save:
@@ -297,10 +315,12 @@ def _load_data(args, with_titles=False):
         raise ValueError(f"--{csv_only[0].replace('_', '-')} needs --csv FILE.")
     dataset = args.dataset or ("ml-100k" if args.csv is None else None)
     if dataset == "gowalla":
-        for option, value in (("split", args.split), ("min-rating", args.min_rating)):
-            if value is not None:
-                raise ValueError(f"--{option} does not apply to gowalla: it has no ratings, and "
-                                 "its split is the papers' own train.txt and test.txt.")
+        if args.split is not None:
+            raise ValueError("--split does not apply to gowalla: its split is the papers' own "
+                             "train.txt and test.txt.")
+        if args.min_rating is not None:
+            raise ValueError("--min-rating does not apply to gowalla: its check-ins have no "
+                             "ratings, each one is a positive.")
         train, test = load_gowalla(data_home=args.data_dir, download=not args.no_download)
         label = "Gowalla, the NGCF/LightGCN split (train.txt, test.txt)"
         # recommend filters what a user has in either file.
@@ -398,17 +418,18 @@ def _evaluate(args):
     from .estimator import BPR
     from .metrics import evaluate
 
+    names = _metric_names(args.metrics, "recall@20,ndcg@20" if args.dataset == "gowalla" else
+                          "full_auc,auc,precision@10,recall@10,ndcg@10")
     model = BPR.load(args.model)
     data = _load_data(args)
     _check_same_ids(model, data.train_input)
     train, test = data.train, data.test
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     results = evaluate(model, test, train, metrics=names, num_threads=args.threads)
     if args.json:
         print(json.dumps(results))
     else:
-        print(f"{args.model} on {data.label} "
-              f"({test.nnz:,} test positives; train items excluded except for full_auc):")
+        print(f"{args.model} on {data.label} ({test.nnz:,} test positives; train items "
+              f"excluded{' except for full_auc' if 'full_auc' in names else ''}):")
         for name, value in results.items():
             print(f"  {name:<14} {value:.4f}")
     return 0
@@ -462,9 +483,11 @@ def _check_same_ids(model, train_input):
     shape = getattr(train_input, "shape", None)  # a matrix: ids are its rows and columns
     if id_maps(model) != id_maps(train_input) or (
             shape is not None and tuple(shape) != (model.n_users, model.n_items)):
+        sizes = ("" if shape is None else f" (model {model.n_users} x {model.n_items}, data "
+                 f"{shape[0]} x {shape[1]})")
         raise ValueError(
-            "the model was trained on other data: its users and items are not those of the "
-            "data given here; pass the same --dataset/--csv options as to train."
+            f"the model was trained on other data: its users and items are not those of the "
+            f"data given here{sizes}; pass the same --dataset/--csv options as to train."
         )
 
 

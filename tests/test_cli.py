@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bpr_numba import BPR
 from bpr_numba.cli import main
 
 
@@ -237,7 +238,7 @@ def test_csv_without_header_takes_column_positions(tmp_path, capsys):
 
 def test_train_metrics_every_n_epochs_match_evaluate(movielens, tmp_path, capsys):
     path = tmp_path / "model.npz"
-    assert main(["train", "--epochs", "3", "--seed", "0", "--metrics", "auc, ndcg@10",
+    assert main(["train", "--epochs", "3", "--seed", "0", "--metrics", "auc, NDCG@10",
                  "--eval-every", "2", "--save", str(path), "--json"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "AUC before training" not in "\n".join(out)
@@ -251,6 +252,36 @@ def test_train_metrics_every_n_epochs_match_evaluate(movielens, tmp_path, capsys
     assert main(["evaluate", "--model", str(path), "--metrics", "auc,ndcg@10", "--json"]) == 0
     again = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["final"] == again  # the final figures are those of the saved model
+    history = BPR.load(path).history_  # and they are in its history, at the evaluated epochs
+    assert [h.get("ndcg@10") for h in history] == [None] + record["metrics"]["ndcg@10"][:1] + \
+        [again["ndcg@10"]]
+    # The last epoch is evaluated once when it is a multiple of N; full AUC beside auc is named.
+    assert main(["train", "--epochs", "4", "--seed", "0", "--metrics", "full_auc,auc",
+                 "--eval-every", "2", "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    record = json.loads(out[-1])
+    assert record["evaluated_epochs"] == [2, 4] and record["auc"] == record["metrics"]["full_auc"]
+    assert "Epoch   4/4: full_auc 0." in "\n".join(out) and out[-2].startswith("Final full_auc: ")
+
+
+def test_train_times_evaluation_apart_from_training(movielens, monkeypatch, capsys):
+    import time
+
+    from bpr_numba import metrics
+
+    real = metrics.evaluate
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "evaluate", slow)
+    assert main(["train", "--epochs", "3", "--seed", "0", "--metrics", "ndcg@10",
+                 "--eval-every", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["evaluated_epochs"] == [3]
+    assert 0.3 <= record["eval_seconds"] < 0.3 + 1.0  # one evaluation, the last epoch's
+    assert record["train_seconds"] < 0.3 < record["total_seconds"] - record["train_seconds"]
 
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29858, 40981
@@ -284,7 +315,6 @@ def small_gowalla(tmp_path, monkeypatch):
 
 
 def test_gowalla_trains_with_the_papers_metrics_and_recommends(small_gowalla, tmp_path, capsys):
-    from bpr_numba import BPR
     from bpr_numba.datasets import load_gowalla
     from bpr_numba.metrics import evaluate
 
@@ -302,6 +332,8 @@ def test_gowalla_trains_with_the_papers_metrics_and_recommends(small_gowalla, tm
     train, test = load_gowalla(data_home=tmp_path / "data", download=False)
     direct = evaluate(BPR.load(path), test, train, metrics=("recall@20", "ndcg@20"))
     assert record["final"] == direct
+    assert main(["evaluate", "--model", str(path), *small_gowalla, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == direct  # the same default
     # recommend: ids are rows from 0; what the user has in either file is filtered.
     assert main(["recommend", "--model", str(path), *small_gowalla, "--user", "0", "-n",
                  "50"]) == 0
@@ -315,12 +347,13 @@ def test_gowalla_trains_with_the_papers_metrics_and_recommends(small_gowalla, tm
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--split", "u1"], "--split does not apply to gowalla"),
-    (["--min-rating", "4"], "--min-rating does not apply to gowalla"),
+    (["--split", "u1"], "--split does not apply to gowalla: its split is the papers' own"),
+    (["--min-rating", "4"], "--min-rating does not apply to gowalla: its check-ins have no"),
     (["--eval-every", "-1"], "--eval-every must be >= 0"),
-    (["--metrics", "recall"], "unknown metric 'recall'"),
-    (["--metrics", " , "], "metrics is empty"),
+    (["--metrics", "recall"], "--metrics: unknown metric 'recall'"),
+    (["--metrics", " , "], "--metrics: metrics is empty"),
     (["--plot", "curve.png"], "--plot draws the full AUC of every epoch"),
+    (["--plot", "curve.png", "--metrics", "full_auc", "--eval-every", "2"], "--eval-every 1"),
 ])
 def test_train_refuses_options_that_do_not_apply(small_gowalla, extra, message, capsys):
     assert main(["train", *small_gowalla, "--epochs", "1", *extra]) == 1
@@ -328,9 +361,41 @@ def test_train_refuses_options_that_do_not_apply(small_gowalla, extra, message, 
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_bad_metrics_are_refused_before_any_data_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for command in (["train"], ["evaluate", "--model", str(tmp_path / "none.npz")]):
+        assert main([*command, "--dataset", "gowalla", "--data-dir", str(tmp_path),
+                     "--no-download", "--metrics", "ndcg"]) == 1
+        assert "--metrics: unknown metric 'ndcg'" in capsys.readouterr().err
+
+
 def test_a_model_of_other_data_is_refused(movielens, small_gowalla, tmp_path, capsys):
     path = tmp_path / "model.npz"
     assert main(["train", "--epochs", "1", "--save", str(path)]) == 0
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(path), *small_gowalla]) == 1
-    assert "the model was trained on other data" in capsys.readouterr().err
+    for command in (["evaluate"], ["recommend", "--user", "1"]):
+        assert main([*command, "--model", str(path), *small_gowalla]) == 1
+        assert ("the model was trained on other data: its users and items are not those of the "
+                f"data given here (model 944 x 1683, data {GOWALLA_USERS} x {GOWALLA_ITEMS})"
+                in capsys.readouterr().err)
+
+
+def test_ctrl_c_reports_the_last_evaluated_epoch_and_saves_nothing(movielens, tmp_path,
+                                                                   monkeypatch, capsys):
+    real_fit = BPR.fit
+
+    def fit_then_ctrl_c(self, *args, callbacks=(), **kwargs):
+        def ctrl_c(epoch, record):
+            if epoch == 3:
+                raise KeyboardInterrupt  # as run_epochs raises once the epoch is finished
+        return real_fit(self, *args, callbacks=[*callbacks, ctrl_c], **kwargs)
+
+    monkeypatch.setattr(BPR, "fit", fit_then_ctrl_c)
+    path = tmp_path / "model.npz"
+    assert main(["train", "--epochs", "5", "--eval-every", "2", "--save", str(path),
+                 "--json"]) == 130
+    captured = capsys.readouterr()
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith("Interrupted after 3 of 5 epochs (AUC: 0.")
+    assert last.endswith(" after epoch 2); nothing saved.")
+    assert "interrupted" in captured.err and not path.exists()
