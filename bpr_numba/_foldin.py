@@ -11,6 +11,7 @@ fold-in has succeeded, so a refused call leaves the model as it was.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -68,6 +69,28 @@ def fold_in_recipe(model, epochs):
     return recipe, epochs
 
 
+def _stream_kept_on_failure(fold_in):
+    """``fold_in(model, ...)``, which on failure leaves the model's random stream where it was.
+
+    A fold-in draws from the model's stream (its init, then its epochs'
+    plans), as a successful one should: it is part of the model's history. A
+    refused, diverging or interrupted one leaves the factors as they were,
+    and so the stream too: the next fit or fold-in is then the one a run
+    without the failed call would have made.
+    """
+    @functools.wraps(fold_in)
+    def wrapper(model, *args):
+        generator = model._streams[0]
+        saved = generator.bit_generator.state
+        try:
+            return fold_in(model, *args)
+        except BaseException:
+            generator.bit_generator.state = saved
+            raise
+
+    return wrapper
+
+
 def _streams(model):
     """A fresh init generator and chunk states, drawn from the model's stream."""
     seq = np.random.SeedSequence(int(model._streams[0].integers(0, 2**63)))
@@ -96,6 +119,7 @@ def _train(model, recipe, epochs, X, user_factors, item_factors, state, chunk_st
                epochs_per_call=trainer.epochs_per_call(X))
 
 
+@_stream_kept_on_failure
 def fold_in_users(model, rows, epochs):
     """Train fresh user vectors for the CSR ``rows`` against the fixed item factors."""
     recipe, epochs = fold_in_recipe(model, epochs)
@@ -116,6 +140,7 @@ def fold_in_users(model, rows, epochs):
     return users
 
 
+@_stream_kept_on_failure
 def fold_in_items(model, ids, item_users, epochs):
     """Retrain the items ``ids`` (grown if new) from the CSR ``item_users``, users fixed."""
     recipe, epochs = fold_in_recipe(model, epochs)
@@ -145,6 +170,7 @@ def fold_in_items(model, ids, item_users, epochs):
         raise
 
 
+@_stream_kept_on_failure
 def recalculated_items(model, item_users, epochs):
     """Fresh vectors of items trained from the CSR ``item_users`` (one row of users per item).
 

@@ -286,3 +286,28 @@ def test_a_diverging_item_fold_in_leaves_the_model_as_it_was():
     assert model.n_items == 30
     assert_array_equal(model.item_factors, before)
     assert model._opt_state.item.adagrad_sum_sq.shape[0] == 30
+
+
+def test_a_failed_fold_in_leaves_the_random_stream_where_it_was():
+    import pickle
+
+    X = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    X.data[:] = 1.0
+    model = BPR(factors=4, epochs=2, random_state=0, num_threads=1).fit(X, show_progress=False)
+    twin = pickle.loads(pickle.dumps(model))  # the same model, which sees no failed call
+    params = model.get_params()
+    model.set_params(learning_rate=1e30, regularization=1.0)
+    users = sp.random(3, 40, density=0.5, format="csr", dtype=np.float32, random_state=1)
+    users.data[:] = 1.0
+    with pytest.raises(TrainingDivergedError, match="fold-in of users diverged"):
+        model.recalculate_user([0, 1, 2], X[:3])
+    with pytest.raises(TrainingDivergedError, match="fold-in of items diverged"):
+        model.partial_fit_items([5, 30], users[:2])
+    with pytest.raises(TrainingDivergedError, match="fold-in of items diverged"):
+        model.recalculate_item([0, 1, 2], users)
+    model.set_params(**params)
+    for m in (model, twin):  # a fold-in, then training: both as if nothing had failed
+        m.partial_fit_users([7], X[:1])
+        m.fit_partial(X, epochs=1, show_progress=False)
+    assert_array_equal(model.user_factors, twin.user_factors)
+    assert_array_equal(model.item_factors, twin.item_factors)
