@@ -11,7 +11,7 @@ fold-in has succeeded, so a refused call leaves the model as it was.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import warnings
 
 import numpy as np
@@ -69,26 +69,24 @@ def fold_in_recipe(model, epochs):
     return recipe, epochs
 
 
-def _stream_kept_on_failure(fold_in):
-    """``fold_in(model, ...)``, which on failure leaves the model's random stream where it was.
+@contextlib.contextmanager
+def stream_kept_on_failure(model):
+    """A fold-in in this block that raises leaves the model's random stream where it was.
 
-    A fold-in draws from the model's stream (its init, then its epochs'
-    plans), as a successful one should: it is part of the model's history. A
+    A fold-in draws from the model's stream (its init, its epochs' plans, new
+    rows), as a successful one should: it is part of the model's history. A
     refused, diverging or interrupted one leaves the factors as they were,
     and so the stream too: the next fit or fold-in is then the one a run
-    without the failed call would have made.
+    without the failed call would have made. (Not thread-safe: two threads
+    folding in on one model may rewind each other's draws on failure.)
     """
-    @functools.wraps(fold_in)
-    def wrapper(model, *args):
-        generator = model._streams[0]
-        saved = generator.bit_generator.state
-        try:
-            return fold_in(model, *args)
-        except BaseException:
-            generator.bit_generator.state = saved
-            raise
-
-    return wrapper
+    generator = model._streams[0]
+    saved = generator.bit_generator.state
+    try:
+        yield
+    except BaseException:
+        generator.bit_generator.state = saved
+        raise
 
 
 def _streams(model):
@@ -119,7 +117,6 @@ def _train(model, recipe, epochs, X, user_factors, item_factors, state, chunk_st
                epochs_per_call=trainer.epochs_per_call(X))
 
 
-@_stream_kept_on_failure
 def fold_in_users(model, rows, epochs):
     """Train fresh user vectors for the CSR ``rows`` against the fixed item factors."""
     recipe, epochs = fold_in_recipe(model, epochs)
@@ -140,7 +137,6 @@ def fold_in_users(model, rows, epochs):
     return users
 
 
-@_stream_kept_on_failure
 def fold_in_items(model, ids, item_users, epochs):
     """Retrain the items ``ids`` (grown if new) from the CSR ``item_users``, users fixed."""
     recipe, epochs = fold_in_recipe(model, epochs)
@@ -170,11 +166,10 @@ def fold_in_items(model, ids, item_users, epochs):
         raise
 
 
-@_stream_kept_on_failure
 def recalculated_items(model, item_users, epochs):
     """Fresh vectors of items trained from the CSR ``item_users`` (one row of users per item).
 
-    The model does not change: the items are trained as extra rows appended to
+    The model's factors do not change: the items are trained as extra rows appended to
     a copy of the item factors (only those rows move; users and the sampled
     negatives, which may include the other extra rows, stay fixed).
     """
@@ -269,9 +264,12 @@ def grow(model, side, n_rows):
     fill = 1.0 if side == "user" else 0.0
     extra = uniform_factors(init_rng, n_rows - current.shape[0], recipe.factors,
                             int(model._has_bias_column), recipe.init_scale, fill)
-    setattr(model, f"_{side}_factors", np.concatenate([current, extra]))
     state = model._opt_state
-    setattr(state, side, getattr(state, side).grown(n_rows, recipe.initial_accumulator_value))
+    # Both made before either is put in place: factors and state keep one row count.
+    factors = np.concatenate([current, extra])
+    grown = getattr(state, side).grown(n_rows, recipe.initial_accumulator_value)
+    setattr(model, f"_{side}_factors", factors)
+    setattr(state, side, grown)
 
 
 class FoldInMixin:
@@ -280,10 +278,11 @@ class FoldInMixin:
     def recalculate_user(self, userid, user_items, epochs=None, *, raw_ids=False):
         """Factors of users computed from their rows alone, against fixed item factors.
 
-        The model does not change. Each row starts from a fresh random vector
-        and is trained for ``epochs`` epochs with the model's loss, sampler and
-        optimiser (fresh optimiser state), moving only the user vector: a new
-        or changed user gets recommendations without refitting.
+        The model's factors do not change (its random stream advances). Each
+        row starts from a fresh random vector and is trained for ``epochs``
+        epochs with the model's loss, sampler and optimiser (fresh optimiser
+        state), moving only the user vector: a new or changed user gets
+        recommendations without refitting.
 
         Parameters
         ----------
@@ -309,15 +308,16 @@ class FoldInMixin:
             userid = self._to_index(userid, "user", "userid", raw_ids)
         n = 1 if scalar else np.asarray(userid).size
         rows = rows_for(self, userid, n, user_items, "user_items")
-        factors = fold_in_users(self, rows, epochs)
+        with stream_kept_on_failure(self):
+            factors = fold_in_users(self, rows, epochs)
         return factors[0] if scalar else factors
 
     def recalculate_item(self, itemid, item_users, epochs=None):
         """Factors of items computed from their users alone, against fixed user factors.
 
-        The model does not change. Each item starts from a fresh random vector
-        and is trained for ``epochs`` epochs as in :meth:`partial_fit_items`
-        (only the item's vector moves).
+        The model's factors do not change (its random stream advances). Each
+        item starts from a fresh random vector and is trained for ``epochs``
+        epochs as in :meth:`partial_fit_items` (only the item's vector moves).
 
         Parameters
         ----------
@@ -342,8 +342,12 @@ class FoldInMixin:
                 f"item_users must have one row per item id and one column per user, shape "
                 f"({n}, {self.n_users}); got {rows.shape}."
             )
-        factors = recalculated_items(self, rows, epochs)
+        with stream_kept_on_failure(self):
+            factors = recalculated_items(self, rows, epochs)
         return factors[0] if scalar else factors
+
+    def _fold_in_guard(self):
+        return stream_kept_on_failure(self)
 
     def _folded_in_users(self, userid, user_items):
         n = 1 if np.ndim(userid) == 0 else np.asarray(userid).size
@@ -375,8 +379,9 @@ class FoldInMixin:
         known = ids.max() < self.n_users
         rows = rows_for(self, ids if known else np.zeros(ids.size, np.int64), ids.size,
                                 user_items, "user_items", allow_whole=known)
-        factors = fold_in_users(self, rows, epochs)
-        grow(self, "user", int(ids.max()) + 1)
+        with stream_kept_on_failure(self):
+            factors = fold_in_users(self, rows, epochs)
+            grow(self, "user", int(ids.max()) + 1)
         self._user_factors[ids] = factors
         self.user_map_ = id_map  # only now: a refused call leaves the map as it was
         return self
@@ -405,6 +410,7 @@ class FoldInMixin:
                 f"item_users must have one row per item id and one column per user, shape "
                 f"({ids.size}, {self.n_users}); got {rows.shape}."
             )
-        fold_in_items(self, ids, rows, epochs)
+        with stream_kept_on_failure(self):
+            fold_in_items(self, ids, rows, epochs)
         self.item_map_ = id_map
         return self

@@ -11,6 +11,7 @@ raw ids (``user_map_``/``item_map_`` of a model fitted on
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -166,8 +167,9 @@ class FactorModel:
             Rank only these items.
         recalculate_user : bool
             Rank for user vectors folded in from the rows of ``user_items``
-            (see ``recalculate_user``) instead of the stored ones; the model
-            does not change. Models without fold-in raise NotImplementedError.
+            (see ``recalculate_user``) instead of the stored ones; the model's
+            factors do not change (its random stream advances). Models without
+            fold-in raise NotImplementedError.
         raw_ids : bool
             ``userid``, ``filter_items`` and ``items`` are raw ids of the
             Interactions the model was fitted on, and the answer is in raw item
@@ -188,13 +190,15 @@ class FactorModel:
         filter_items = self._to_index(filter_items, "item", "filter_items", raw_ids)
         items = self._to_index(items, "item", "items", raw_ids)
         user_factors = self.user_factors
-        if recalculate_user:
-            if user_items is None:
-                raise ValueError("recalculate_user=True needs user_items: the rows to fold in.")
-            user_factors, userid, user_items = self._folded_in_users(userid, user_items)
-        ids, scores = recommend_for(user_factors, self.item_factors, userid, user_items, N,
-                                    filter_already_liked_items, filter_items, items,
-                                    num_threads=self._num_threads())
+        if recalculate_user and user_items is None:
+            raise ValueError("recalculate_user=True needs user_items: the rows to fold in.")
+        # A call refused after its fold-in leaves the model's random stream as it was.
+        with self._fold_in_guard() if recalculate_user else contextlib.nullcontext():
+            if recalculate_user:
+                user_factors, userid, user_items = self._folded_in_users(userid, user_items)
+            ids, scores = recommend_for(user_factors, self.item_factors, userid, user_items, N,
+                                        filter_already_liked_items, filter_items, items,
+                                        num_threads=self._num_threads())
         return self._to_raw(ids, "item", raw_ids), scores
 
     def similar_items(self, itemid, N=10, filter_items=None, items=None, *, filter_self=True,
@@ -215,8 +219,8 @@ class FactorModel:
             or ``items`` leave it out.
         recalculate_item : bool
             Query with item vectors folded in from ``item_users`` (one row of
-            users per id in ``itemid``) instead of the stored ones; the model
-            does not change. The query item stays itself: with
+            users per id in ``itemid``) instead of the stored ones; the model's
+            factors do not change (its random stream advances). The query item stays itself: with
             ``filter_self=False`` it comes first with similarity 1.
         item_users : scipy.sparse matrix, shape (n, n_users), optional
             The users of each queried item; needed with ``recalculate_item``
@@ -230,12 +234,13 @@ class FactorModel:
         scores : ndarray of float32
         """
         query_vectors = None
-        if recalculate_item:
-            if item_users is None:
-                raise ValueError("recalculate_item=True needs item_users: the users of each item.")
-            query_vectors = self._folded_in_items(itemid, item_users)
-        return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids,
-                             query_vectors)
+        if recalculate_item and item_users is None:
+            raise ValueError("recalculate_item=True needs item_users: the users of each item.")
+        with self._fold_in_guard() if recalculate_item else contextlib.nullcontext():
+            if recalculate_item:
+                query_vectors = self._folded_in_items(itemid, item_users)
+            return self._similar("item", itemid, N, filter_items, items, filter_self, raw_ids,
+                                 query_vectors)
 
     def similar_users(self, userid, N=10, filter_users=None, users=None, *, filter_self=True,
                       raw_ids=False):
@@ -248,6 +253,10 @@ class FactorModel:
     def _similarity_factors(self, side):
         """The factors whose cosine is the similarity (subclasses drop constant columns)."""
         return self.user_factors if side == "user" else self.item_factors
+
+    def _fold_in_guard(self):
+        """A context that undoes a failed fold-in's draws (models with fold-in)."""
+        return contextlib.nullcontext()
 
     def _folded_in_users(self, userid, user_items):
         """``(vectors, query ids, rows)`` of users folded in from ``user_items`` (recommend)."""

@@ -483,8 +483,8 @@ def _check_same_ids(model, train_input):
     shape = getattr(train_input, "shape", None)  # a matrix: ids are its rows and columns
     if id_maps(model) != id_maps(train_input) or (
             shape is not None and tuple(shape) != (model.n_users, model.n_items)):
-        sizes = ("" if shape is None else f" (model {model.n_users} x {model.n_items}, data "
-                 f"{shape[0]} x {shape[1]})")
+        sizes = ("" if shape is None or tuple(shape) == (model.n_users, model.n_items) else
+                 f" (model {model.n_users} x {model.n_items}, data {shape[0]} x {shape[1]})")
         raise ValueError(
             f"the model was trained on other data: its users and items are not those of the "
             f"data given here{sizes}; pass the same --dataset/--csv options as to train."

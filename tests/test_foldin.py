@@ -306,8 +306,39 @@ def test_a_failed_fold_in_leaves_the_random_stream_where_it_was():
     with pytest.raises(TrainingDivergedError, match="fold-in of items diverged"):
         model.recalculate_item([0, 1, 2], users)
     model.set_params(**params)
+    # Calls refused after a successful fold-in, by their own arguments.
+    with pytest.raises(ValueError, match="N must be"):
+        model.recommend(0, X[:1], N=-1, recalculate_user=True)
+    with pytest.raises(ValueError, match="filter_items"):
+        model.recommend(0, X[:1], filter_items=[99], recalculate_user=True)
+    with pytest.raises(ValueError, match="N must be"):
+        model.similar_items(0, N=-1, recalculate_item=True, item_users=users[:1])
     for m in (model, twin):  # a fold-in, then training: both as if nothing had failed
         m.partial_fit_users([7], X[:1])
         m.fit_partial(X, epochs=1, show_progress=False)
     assert_array_equal(model.user_factors, twin.user_factors)
     assert_array_equal(model.item_factors, twin.item_factors)
+
+
+def test_a_failure_while_growing_leaves_factors_state_and_stream_as_they_were(monkeypatch):
+    import pickle
+
+    from bpr_numba._training import SideState
+
+    X = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    X.data[:] = 1.0
+    model = BPR(factors=4, epochs=2, random_state=0, num_threads=1).fit(X, show_progress=False)
+    twin = pickle.loads(pickle.dumps(model))
+
+    def out_of_memory(self, *args, **kwargs):
+        raise MemoryError("no room for the grown state")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SideState, "grown", out_of_memory)
+        with pytest.raises(MemoryError):
+            model.partial_fit_users([45], X[:1])  # new user 45: grows users 40 to 45
+    assert model.n_users == 40 and model._opt_state.user.adagrad_sum_sq.shape[0] == 40
+    for m in (model, twin):
+        m.partial_fit_users([45], X[:1])
+    assert_array_equal(model.user_factors, twin.user_factors)
+    assert model._opt_state.user.adagrad_sum_sq.shape[0] == 46
