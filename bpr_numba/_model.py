@@ -220,8 +220,9 @@ class FactorModel:
         recalculate_item : bool
             Query with item vectors folded in from ``item_users`` (one row of
             users per id in ``itemid``) instead of the stored ones; the model's
-            factors do not change (its random stream advances). The query item stays itself: with
-            ``filter_self=False`` it comes first with similarity 1.
+            factors do not change (its random stream advances). The query item
+            stays itself: with ``filter_self=False`` it comes first with
+            similarity 1.
         item_users : scipy.sparse matrix, shape (n, n_users), optional
             The users of each queried item; needed with ``recalculate_item``
             (ignored otherwise, as implicit does).

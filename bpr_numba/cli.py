@@ -206,15 +206,15 @@ def _train(args, start):
 
     timing = {"eval": 0.0, "train": 0.0}
 
-    def scores():
+    def scores(metrics=names):
         t = time.perf_counter()
-        values = evaluate(model, test, train, metrics=names, num_threads=args.threads)
+        values = evaluate(model, test, train, metrics=metrics, num_threads=args.threads)
         timing["eval"] += time.perf_counter() - t
         return values
 
     auc_before = None
     if "full_auc" in names:  # the notebook's first line
-        auc_before = scores()["full_auc"]
+        auc_before = scores(["full_auc"])["full_auc"]
         print(f"AUC before training: {auc_before:.4f}")
     results = {name: [] for name in names}
     evaluated = []
