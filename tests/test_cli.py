@@ -285,6 +285,11 @@ def test_train_times_evaluation_apart_from_training(movielens, monkeypatch, caps
     assert record["evaluated_epochs"] == [3]
     assert 0.3 <= record["eval_seconds"] < 0.3 + 1.0  # one evaluation, the last epoch's
     assert record["train_seconds"] < 0.3 < record["total_seconds"] - record["train_seconds"]
+    # The notebook's full AUC before training is an evaluation too.
+    assert main(["train", "--epochs", "3", "--seed", "0", "--metrics", "full_auc",
+                 "--eval-every", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["evaluated_epochs"] == [3] and 0.6 <= record["eval_seconds"] < 0.6 + 1.0
 
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29858, 40981
