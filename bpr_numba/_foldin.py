@@ -114,7 +114,7 @@ def _train(model, recipe, epochs, X, user_factors, item_factors, state, chunk_st
         return [{"loss": row[0] / max(row[1], 1), "skipped": int(row[2])} for row in totals]
 
     run_epochs(run, epochs, train_epochs, num_threads=recipe.num_threads,
-               epochs_per_call=trainer.epochs_per_call(X))
+               epochs_per_call=trainer.epochs_per_call(X, mask))
 
 
 def fold_in_users(model, rows, epochs):

@@ -22,6 +22,8 @@ with one thread the run is bit-for-bit reproducible whatever the thread count.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import numbers
 import time
 import warnings
@@ -51,6 +53,16 @@ SAMPLES_PER_PIECE = 250_000
 MAX_STACKED = 100
 # negative_candidates=None: candidates scored per epoch at most (see Recipe.candidates_for).
 CANDIDATE_BUDGET = 35_000_000
+#: ``candidate_sampling``: each candidate its own draw by the ``negatives``
+#: policy, or a run of consecutive items in an order of the items shuffled
+#: every epoch (``ItemLayout``).
+CANDIDATE_SAMPLINGS = ("independent", "window")
+#: ``candidate_sampling="window"``: a positive's candidates come in runs of at
+#: most this many consecutive rows, each run from its own random start. One
+#: run of 50 was fastest but lost a little quality: a hard item then shades
+#: the items next to it in the epoch's order from every sample (README
+#: "Presets" has the figures).
+RUN_LENGTH = 25
 # Triplets per dense-adam kernel call, for the same reason.
 TRIPLETS_PER_CALL = 200_000
 # Used when learning_rate is None: the optimiser's own default.
@@ -125,6 +137,7 @@ class Recipe:
     epochs: int
     negatives: str
     negative_candidates: int | str | None
+    candidate_sampling: str
     negative_pool: int
     item_bias: bool
     use_weights: bool
@@ -163,6 +176,8 @@ class Recipe:
             epochs=v.check_positive_int(params["epochs"], "epochs"),
             negatives=v.check_choice(params["negatives"], "negatives", list(NEGATIVES)),
             negative_candidates=_check_candidates(params["negative_candidates"]),
+            candidate_sampling=v.check_choice(params["candidate_sampling"], "candidate_sampling",
+                                              list(CANDIDATE_SAMPLINGS)),
             negative_pool=v.check_nonneg_int(params["negative_pool"], "negative_pool"),
             item_bias=v.check_bool(params["item_bias"], "item_bias"),
             use_weights=v.check_bool(params["use_weights"], "use_weights"),
@@ -362,11 +377,12 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        user_adam_m, user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
-                       num_threads=0, pool_size=0, out=None, alias=None, chunks=None):
+                       num_threads=0, pool_size=0, out=None, alias=None, chunks=None,
+                       window=False, run_length=None):
     """Train the chunks of one epoch, or of several, on ``num_threads`` threads, Hogwild style.
 
-    The kernel of the optimiser and pool use
-    (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]``) runs
+    The kernel of the optimiser and the way candidates are drawn
+    (``_kernels.hogwild.TRAIN_CHUNKS[opt_code, draw]``) runs
     on disjoint ranges of chunks at once; chunk ``c`` uses only ``states[c]``,
     so with one thread the result does not depend on how the chunks were cut.
     Arguments are those of the kernel (see ``_kernels/hogwild.py``), plus:
@@ -387,14 +403,26 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
       returns;
     - ``alias``: the ``(prob, alias)`` table of the popularity policy (the
       first two arrays of ``popularity_table``), None otherwise;
-    - ``chunks``: ``(first, end)``, the chunks to train (default: all).
+    - ``chunks``: ``(first, end)``, the chunks to train (default: all);
+    - ``window``: each positive's ``n_candidates`` candidates are runs of
+      at most ``run_length`` (None: ``RUN_LENGTH``) consecutive rows of
+      ``item_factors``, each run from a random start (its user's positives
+      skipped unless the policy is uniform), not separate draws (the caller
+      lays the rows out in a shuffled order: ``ItemLayout``); not with a
+      pool or the popularity policy.
 
     Returns
     -------
     loss_sum, n_trained, n_skipped, n_refused : ndarray, shape of ``out``
     """
     popularity = neg_code == NEG_POPULARITY
-    kernel = TRAIN_CHUNKS[opt_code, pool_size > 0, popularity]
+    if window and (popularity or pool_size):
+        raise ValueError("runs of candidates draw uniformly (or unseen), without a pool.")
+    draw = "window" if window else "_".join(
+        name for name, used in (("popularity", popularity), ("pool", pool_size > 0)) if used)
+    kernel = TRAIN_CHUNKS[opt_code, draw or "fresh"]
+    run_length = v.check_positive_int(RUN_LENGTH if run_length is None else run_length,
+                                      "run_length")
     if popularity and (alias is None or len(alias[0]) != item_factors.shape[0]):
         # The kernel reads the table without bounds checks.
         raise ValueError(f"the popularity policy needs an alias table of {item_factors.shape[0]} "
@@ -427,7 +455,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
         kernel(indptr, indices, weights, user_order, chunk_bounds, first + a, first + b, *alias,
                user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
                user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
-               loss_code, neg_code, n_user_cols, n_candidates, *flags, *scratch,
+               loss_code, neg_code, n_user_cols, n_candidates, run_length, *flags, *scratch,
                lr, reg, beta_1, beta_2, epsilon, *kernel_out)
 
     # A small epoch is one range per thread: each kernel call costs ~40 us of
@@ -439,6 +467,47 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     pieces = 1 if n_epochs > 1 else max(1, min(4, n_samples // SAMPLES_PER_PIECE))
     parallel_ranges(call, end - first, num_threads, pieces_per_thread=pieces)
     return out
+
+
+class ItemLayout:
+    """The item rows laid out in one epoch's shuffled order (``candidate_sampling="window"``).
+
+    A context: on entry, ``item_factors`` and the item side's optimiser state
+    (rows of ``state``) are copied so that row ``r`` holds item ``order[r]``,
+    and ``indices`` (the positives' item ids) are renumbered to match; the
+    kernel then finds a random run of distinct items in consecutive rows. On
+    exit, also when a second Ctrl-C or an error interrupts the epoch, every
+    row is written back to its item. It costs a copy of the item factors
+    and the item state per epoch (about 20 ms for Gowalla's 41k items), and
+    the memory of one more such copy while the epoch runs.
+
+    Attributes (inside the context)
+    -------------------------------
+    indices : ndarray of int32, shape (nnz,)
+    item_factors : ndarray of float32, shape (n_items, f)
+    state : SideState
+    """
+
+    def __init__(self, order, indices, item_factors, state):
+        self._order = order
+        self._targets = [item_factors] + [a for a in state.arrays().values()
+                                          if a.shape[0] == order.size]
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        self.indices = position[indices].astype(np.int32)
+        copies = {name: np.take(a, order, axis=0) for name, a in state.arrays().items()
+                  if a.shape[0] == order.size}
+        self.state = dataclasses.replace(state, **copies)
+        self.item_factors = np.take(item_factors, order, axis=0)
+        self._copies = [self.item_factors] + [getattr(self.state, name) for name in copies]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for target, copy in zip(self._targets, self._copies):
+            target[self._order] = copy
+        return False
 
 
 class Interrupt:
@@ -501,6 +570,14 @@ class HogwildTrainer:
                 f"({', '.join(repr(k) for k in LISTWISE_LOSSES)}); loss={recipe.loss!r} "
                 "scores with dot products: use similarity='auto' or 'dot'."
             )
+        if recipe.candidate_sampling == "window" and (recipe.negatives == "popularity"
+                                                      or recipe.negative_pool):
+            raise ValueError(
+                "candidate_sampling='window' takes runs of consecutive items in a shuffled "
+                f"order, uniform or unseen; got negatives={recipe.negatives!r} and "
+                f"negative_pool={recipe.negative_pool}, expected 'uniform' or 'unseen' and 0 "
+                "(or candidate_sampling='independent')."
+            )
 
     def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
                n=1, update_mask=UPDATE_ALL):
@@ -532,13 +609,24 @@ class HogwildTrainer:
         shape = (n, chunk_states.shape[0])
         per_chunk = (np.zeros(shape, np.float64),) + tuple(np.zeros(shape, np.int64)
                                                            for _ in range(3))
-        u, i = state.user, state.item
         alias = self._table(X)[:2]
+        # Runs of candidates only in full training: fold-in keeps the item rows
+        # where they are and draws its candidates independently.
+        window = r.candidate_sampling == "window" and update_mask == UPDATE_ALL
+        if window:
+            if n != 1:
+                raise ValueError("candidate_sampling='window' trains one epoch per call.")
+            layout = ItemLayout(streams[0].permutation(item_factors.shape[0]), X.indices,
+                                item_factors, state.item)
+            indices, items, u, i = layout.indices, layout.item_factors, state.user, layout.state
+        else:
+            layout = contextlib.nullcontext()
+            indices, items, u, i = X.indices, item_factors, state.user, state.item
 
         def call(first, end):
             train_epoch_chunks(
-                X.indptr, X.indices, weights, user_order, chunk_bounds,
-                user_factors, item_factors, u.adagrad_sum_sq, i.adagrad_sum_sq,
+                X.indptr, indices, weights, user_order, chunk_bounds,
+                user_factors, items, u.adagrad_sum_sq, i.adagrad_sum_sq,
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
                 chunk_states, LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
@@ -546,14 +634,15 @@ class HogwildTrainer:
                 f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool, per_chunk, alias,
-                chunks=(first, end))
+                chunks=(first, end), window=window)
 
         slices = (call_slices(chunk_bounds[0], row_lengths, user_order[0]) if n == 1
                   else [(0, shape[1])])
-        interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch, n)
+        with layout:
+            interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch, n)
         return np.stack([total.sum(axis=1, dtype=np.float64) for total in per_chunk], axis=1)
 
-    def epochs_per_call(self, X):
+    def epochs_per_call(self, X, update_mask=UPDATE_ALL):
         """How many epochs of ``X`` one kernel call may train (at most ``MAX_STACKED``).
 
         Only small epochs are stacked, those of at most ``SAMPLES_PER_PIECE``
@@ -562,9 +651,12 @@ class HogwildTrainer:
         calls); a larger epoch is one call, cut into pieces that a slowed
         thread takes fewer of. MovieLens 100k with implicit's settings: 40
         epochs per call (an epoch takes about 5 ms, of which the hand-off to
-        the threads was 1 ms); the defaults on it: 13; Gowalla: 1.
+        the threads was 1 ms); the defaults on it: 13; Gowalla: 1. Training
+        with ``candidate_sampling="window"`` (``update_mask`` of all rows): 1.
         """
         r = self.recipe
+        if r.candidate_sampling == "window" and update_mask == UPDATE_ALL:
+            return 1  # each epoch lays the item rows out in its own order first
         work = (X.nnz * r.candidates_for(X.shape[1], X.nnz)
                 + int(np.count_nonzero(np.diff(X.indptr))) * r.negative_pool)
         if work > SAMPLES_PER_PIECE:
@@ -674,12 +766,14 @@ class ListwiseTrainer(HogwildTrainer):
                 f"similarity='cosine' (loss={recipe.loss!r}) keeps the factor rows at unit "
                 "norm and has no item bias; set item_bias=False."
             )
-        if recipe.negative_candidates not in (None, 1, 3, "auto") or recipe.negative_pool:
+        if (recipe.negative_candidates not in (None, 1, 3, "auto") or recipe.negative_pool
+                or recipe.candidate_sampling != "independent"):
             raise ValueError(
                 f"loss={recipe.loss!r} draws n_negatives ({recipe.n_negatives}) negatives per "
                 f"user instead of candidates; got negative_candidates="
-                f"{recipe.negative_candidates!r} and negative_pool={recipe.negative_pool}, "
-                "expected the defaults (None and 0)."
+                f"{recipe.negative_candidates!r}, negative_pool={recipe.negative_pool} and "
+                f"candidate_sampling={recipe.candidate_sampling!r}, expected the defaults "
+                "(None, 0 and 'independent')."
             )
 
     def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
@@ -745,7 +839,7 @@ class ListwiseTrainer(HogwildTrainer):
         interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch)
         return np.array([[float(total.sum()) for total in per_chunk]])
 
-    def epochs_per_call(self, X):
+    def epochs_per_call(self, X, update_mask=UPDATE_ALL):
         """1: a listwise epoch scores many negatives per user, its calls are long already."""
         return 1
 
@@ -782,12 +876,14 @@ class DenseAdamTrainer:
                 "item_bias=True is not available with optimizer='dense-adam' (the Keras "
                 "model has no bias); set item_bias=False."
             )
-        if recipe.negatives != "uniform" or recipe.negative_candidates != 1 or recipe.negative_pool:
+        if (recipe.negatives != "uniform" or recipe.negative_candidates != 1
+                or recipe.negative_pool or recipe.candidate_sampling != "independent"):
             raise ValueError(
                 "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
                 f"got negatives={recipe.negatives!r}, negative_candidates="
-                f"{recipe.negative_candidates} and negative_pool={recipe.negative_pool}, "
-                "expected 'uniform', 1 and 0."
+                f"{recipe.negative_candidates}, negative_pool={recipe.negative_pool} and "
+                f"candidate_sampling={recipe.candidate_sampling!r}, expected 'uniform', 1, 0 "
+                "and 'independent'."
             )
 
     def triplets(self, model, users, positives, negatives, interrupt, epoch):
@@ -829,7 +925,7 @@ class DenseAdamTrainer:
             )
         return loss_sum[0]
 
-    def epochs_per_call(self, X):
+    def epochs_per_call(self, X, update_mask=UPDATE_ALL):
         """1: the mini-batch kernel runs one epoch per call."""
         return 1
 

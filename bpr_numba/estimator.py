@@ -26,7 +26,7 @@ __all__ = ["BPR", "PRESETS", "TrainingDivergedError", "UnknownIdError"]
 PRESETS = {
     "fast": {},
     "quality": dict(optimizer="adagrad", regularization=0.045, epochs=100,
-                    negative_candidates="auto"),
+                    negative_candidates="auto", candidate_sampling="window"),
     "keras": dict(factors=100, loss="sigmoid", optimizer="dense-adam", learning_rate=0.001,
                   regularization=0.0, negatives="uniform", negative_candidates=1,
                   item_bias=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
@@ -106,6 +106,19 @@ class BPR(FoldInMixin, FactorModel):
         MovieLens 100k 3, and 10M positives 3, so large data keep the speed
         of three candidates. ``fit`` resolves it once, on its matrix, into
         ``n_candidates_``, which later ``fit_partial`` calls and fold-in use.
+    candidate_sampling : {"independent", "window"}
+        How a positive's candidates are drawn. "independent": each one its own
+        draw by the ``negatives`` policy (with replacement). "window": a run
+        of ``negative_candidates`` consecutive items (the user's positives
+        skipped under "unseen") from a random start in an order of the items
+        shuffled every epoch: distinct items, as random for one sample, and
+        read as one contiguous block of memory, because each epoch first
+        copies the item rows (and their optimiser state) into that order and
+        back after it. On Gowalla (50 candidates, 2 threads) an epoch takes
+        about 0.7 to 0.8 s against 1.1 s, with the same quality per epoch
+        within noise (README "Presets"); with few candidates it gains
+        nothing. Only with ``negatives`` "uniform" or "unseen" and no
+        ``negative_pool``; fold-in draws its candidates independently.
     negative_pool : int
         0: every candidate is a fresh draw. Otherwise each user draws a pool
         of this many negatives once per epoch and scores it once (one dot
@@ -186,8 +199,8 @@ class BPR(FoldInMixin, FactorModel):
 
     def __init__(self, factors=64, loss="bpr", optimizer="rowwise-adagrad", learning_rate=None,
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=None,
-                 negative_pool=0, item_bias=True, use_weights=False,
-                 batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 candidate_sampling="independent", negative_pool=0, item_bias=True,
+                 use_weights=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  init_scale=0.05, n_negatives=None, temperature=1.0, margin=0.9,
                  negative_weight=150.0, popularity_exponent=0.75, similarity="auto",
                  initial_accumulator_value=None, num_threads=0, random_state=None):
@@ -199,6 +212,7 @@ class BPR(FoldInMixin, FactorModel):
         self.epochs = epochs
         self.negatives = negatives
         self.negative_candidates = negative_candidates
+        self.candidate_sampling = candidate_sampling
         self.negative_pool = negative_pool
         self.item_bias = item_bias
         self.use_weights = use_weights

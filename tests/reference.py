@@ -76,6 +76,31 @@ def draw_negative(state, row, n_items, negatives, tries=8, alias=None):
     return state, int(complement[r])
 
 
+def candidate_runs(state, row, n_items, negatives, n_candidates, run_length, item_order=None):
+    """``candidate_sampling="window"``'s candidates: ``(state, items)``.
+
+    ``ceil(n_candidates / run_length)`` random starts, then from each start
+    the next items of ``item_order`` (wrapping around; under "unseen" the
+    user's positives ``row`` left out) until the run has ``run_length``
+    items (the last run the rest of ``n_candidates``).
+    """
+    order = np.arange(n_items) if item_order is None else np.asarray(item_order)
+    positives = set(row.tolist())
+    n_runs = -(-n_candidates // run_length)
+    starts = []
+    for _ in range(n_runs):
+        state, start = next_below(state, n_items)
+        starts.append(start)
+    items = []
+    for t, start in enumerate(starts):
+        wanted = min(run_length, n_candidates - t * run_length)
+        walk = [int(order[(start + k) % n_items]) for k in range(n_items)]
+        if negatives != "uniform":
+            walk = [item for item in walk if item not in positives]
+        items += walk[:wanted]
+    return state, items
+
+
 def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_2=0.999, eps=1e-8):
     """One textbook step of sgd / adagrad / row-wise adagrad / lazy adam on ``w[row]`` (in place, float32)."""
     lr, beta_1, beta_2, eps = F32(lr), F32(beta_1), F32(beta_2), F32(eps)
@@ -103,13 +128,15 @@ def optimizer_step(opt, w, g, state, row, lr, reg_unused=None, beta_1=0.9, beta_
 def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, item_state,
                   states, loss, opt, negatives, n_user_cols, n_candidates, lr, reg,
                   weights=None, update=("user", "positive", "negative"), pool_size=0,
-                  alias=None):
+                  alias=None, run_length=0, item_order=None):
     """Serial twin of ``train_epoch_chunks``; modifies U, V, the states; returns the loss sum.
 
     ``weights`` (one per positive, CSR order) scale each sample's loss and data
     gradient; ``update`` names the rows a sample moves; ``pool_size`` > 0 picks
     each positive's candidates from a per-user pool scored once, the chosen
-    entry scored again after its step.
+    entry scored again after its step. ``run_length`` > 0: the candidates
+    are runs of items consecutive in ``item_order`` (a permutation of the
+    items; None: their ids), ``candidate_runs``.
     """
     n_items, k = V.shape
     reg = F32(reg)
@@ -142,6 +169,14 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                             q = q2
                     j = pool[q][0]
                     best = dot(U, u, V, j)
+                elif run_length:
+                    if negatives != "uniform" and len(row) >= n_items:
+                        continue  # no negative: nothing drawn
+                    state, candidates = candidate_runs(state, row, n_items, negatives,
+                                                       n_candidates, run_length, item_order)
+                    scores = [dot(U, u, V, c) for c in candidates]
+                    j = candidates[int(np.argmax(scores))]  # the first of equal bests
+                    best = scores[int(np.argmax(scores))]
                 else:
                     state, j = draw_negative(state, row, n_items, negatives, alias=alias)
                     if j < 0:

@@ -261,6 +261,36 @@ def test_default_candidates_follow_the_budget_and_stay_fixed_after_fit(monkeypat
             BPR(negative_candidates=bad).fit(_planted_blocks()[0])
 
 
+def test_candidate_runs_train_reproducibly_and_as_well(tmp_path):
+    X, test = _planted_blocks()
+    params = dict(factors=8, epochs=5, negative_candidates=6, num_threads=1, random_state=2)
+    runs = [BPR(candidate_sampling="window", **params).fit(X) for _ in range(2)]
+    fresh = BPR(**params).fit(X)
+    np.testing.assert_array_equal(runs[0].item_factors, runs[1].item_factors)
+    assert not np.array_equal(runs[0].item_factors, fresh.item_factors)
+    assert _auc(runs[0], test, X) > _auc(fresh, test, X) - 0.02
+    # Fold-in keeps the items in place and draws its candidates independently.
+    before = runs[0].item_factors.copy()
+    runs[0].recalculate_user(0, X[0])
+    np.testing.assert_array_equal(runs[0].item_factors, before)
+    runs[0].save(tmp_path / "m.npz")
+    assert BPR.load(tmp_path / "m.npz").candidate_sampling == "window"
+    assert BPR.preset("quality").candidate_sampling == "window"
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(candidate_sampling="runs"), "candidate_sampling"),
+    (dict(candidate_sampling="window", negatives="popularity"), "negatives='popularity'"),
+    (dict(candidate_sampling="window", negative_pool=8), "negative_pool=8"),
+    (dict(candidate_sampling="window", loss="softmax"), "candidate_sampling='window'"),
+])
+def test_candidate_runs_refuse_what_they_cannot_do(params, match):
+    with pytest.raises(ValueError, match=match):
+        BPR(**params).fit(_planted_blocks()[0])
+    with pytest.raises(ValueError, match="candidate_sampling='window'"):
+        BPR.keras_compatible(candidate_sampling="window").fit(_planted_blocks()[0])
+
+
 def test_negative_pool_trains_reproducibly_and_differently():
     X, test = _planted_blocks()
     pooled = [BPR(factors=8, epochs=3, negative_pool=16, num_threads=1, random_state=2).fit(X)

@@ -100,6 +100,7 @@ def test_epochs_in_one_call_train_as_epochs_one_by_one(monkeypatch, optimizer, n
 
 
 def test_only_small_epochs_are_stacked():
+    from bpr_numba._kernels.hogwild import UPDATE_USER
     from bpr_numba._training import (MAX_STACKED, SAMPLES_PER_CALL, SAMPLES_PER_PIECE,
                                      HogwildTrainer)
 
@@ -119,6 +120,12 @@ def test_only_small_epochs_are_stacked():
     assert per_call(matrix(SAMPLES_PER_PIECE + 1000), **one) == 1  # cut into pieces instead
     # A candidate pool's draws count: 1000 users x 300 pool entries.
     assert per_call(matrix(1000), negative_candidates=1, negative_pool=300) == 1
+    # Runs of candidates lay the items out anew each epoch: one epoch per call,
+    # but fold-in (items fixed) draws independently and stacks as before.
+    window = dict(negative_candidates=3, candidate_sampling="window")
+    assert per_call(matrix(50_000), **window) == 1
+    trainer = HogwildTrainer(BPR(**window)._recipe(), True)
+    assert trainer.epochs_per_call(matrix(50_000), UPDATE_USER) == SAMPLES_PER_CALL // 150_000
 
 
 def test_epochs_before_a_divergence_in_one_call_are_recorded(monkeypatch):

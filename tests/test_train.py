@@ -1,19 +1,24 @@
 """The per-sample kernel against its NumPy twin, the losses against finite differences."""
 
+import copy
 import math
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 
+from bpr_numba._validation import check_interactions
 from bpr_numba._kernels.hogwild import UPDATE_ALL, UPDATE_NEGATIVE, UPDATE_POSITIVE, UPDATE_USER
 from bpr_numba._kernels.losses import LOSSES, loss_and_grad, loss_parts
 from bpr_numba._kernels.optim import OPTIMIZERS, dot
 from bpr_numba._kernels.sampling import NEGATIVES
-from bpr_numba._training import (adam_bias_correction, plan_epoch, popularity_table,
+from bpr_numba import BPR
+from bpr_numba._training import (RUN_LENGTH, HogwildTrainer, Interrupt, OptimizerState, Recipe,
+                                 adam_bias_correction, plan_epoch, popularity_table,
                                  train_epoch_chunks)
 
 from conftest import sparse_interactions
@@ -66,8 +71,9 @@ _UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UP
 
 def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2,
               weights=None, update=("user", "positive", "negative"), pool_size=0,
-              stacked=False):
-    """The kernel and the twin on one thread; ``stacked``: the kernel's epochs in one call."""
+              stacked=False, run_length=0):
+    """The kernel and the twin on one thread; ``stacked``: the kernel's epochs in one call;
+    ``run_length`` > 0: candidates in runs of consecutive rows (``window=True``)."""
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
     # Popularity with a steep exponent: draws hit the users' positives often,
@@ -99,7 +105,8 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
             ku["sum_sq"], ki["sum_sq"], ku["m"], ku["v"], ku["t"], ki["m"], ki["v"], ki["t"],
             states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
             n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
-            num_threads=1, pool_size=pool_size, alias=alias)
+            num_threads=1, pool_size=pool_size, alias=alias, window=run_length > 0,
+            run_length=run_length or None)
 
     if stacked:  # the epochs' plans stacked, one row per epoch, in one kernel call
         totals = kernel(np.stack([p[0] for p in plans]), np.stack([p[1] for p in plans]))
@@ -110,7 +117,8 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     for e, (order, bounds) in enumerate(plans):  # one thread: one sample order for both
         ref_loss = reference.hogwild_epoch(
             indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size, alias)
+            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size, alias,
+            run_length)
         assert_allclose(loss_sum[e].sum(), ref_loss, rtol=1e-5)
     assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
@@ -149,6 +157,108 @@ def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates
         assert n_skipped.sum() == np.diff(X.indptr)[full].sum()  # counts of the last epoch
 
 
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
+       negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.integers(1, 7),
+       run_length=st.integers(1, 4), stacked=st.booleans())
+def test_candidate_runs_match_numpy_twin(opt, X, seed, negatives, n_candidates, run_length,
+                                         stacked):
+    # Runs wrap around the last row, skip the user's positives under "unseen",
+    # and may ask for more items than the user has negatives (10 items at most).
+    (U, V), (Ur, Vr), (n_trained, n_skipped) = _run_both(
+        X, opt, "bpr", negatives, n_candidates, True, seed, stacked=stacked,
+        run_length=run_length)
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+    full = np.diff(X.indptr) >= X.shape[1]
+    if negatives != "uniform":
+        assert n_skipped.sum() == np.diff(X.indptr)[full].sum()
+
+
+def test_candidate_runs_refuse_a_pool_or_popularity():
+    X = sp.random(5, 8, density=0.4, format="csr", random_state=1)
+    e, t = np.zeros((0, 0), F32), np.zeros(0, np.int64)
+    U, V = np.ones((5, 3), F32), np.ones((8, 3), F32)
+    order, bounds = plan_epoch(np.diff(X.indptr), np.flatnonzero(np.diff(X.indptr)),
+                               np.random.default_rng(0), 2)
+    args = (X.indptr.astype(np.int64), X.indices.astype(np.int32), np.zeros(0, F32), order,
+            bounds, U, V, e, e, e, e, t, e, e, t, np.arange(2, dtype=np.uint64), ADAM_ALPHA,
+            LOSSES["bpr"], OPTIMIZERS["sgd"])
+    rest = (3, 2, UPDATE_ALL, F32(0.1), F32(0.0), F32(0.9), F32(0.999), F32(1e-8))
+    with pytest.raises(ValueError, match="without a pool"):
+        train_epoch_chunks(*args, NEGATIVES["unseen"], *rest, pool_size=4, window=True)
+    with pytest.raises(ValueError, match="without a pool"):
+        train_epoch_chunks(*args, NEGATIVES["popularity"], *rest, window=True,
+                           alias=popularity_table(X, 1.0)[:2])
+    with pytest.raises(ValueError, match="run_length"):
+        train_epoch_chunks(*args, NEGATIVES["unseen"], *rest, window=True, run_length=0)
+
+
+def _window_epoch(X, seed, opt, fail=False, monkeypatch=None):
+    """One epoch of the trainer with candidate_sampling="window" and of the twin, one thread.
+
+    The twin runs on the item ids, its candidates consecutive in the
+    permutation the trainer draws after planning the epoch; ``fail``: the
+    kernel call raises after training (an error that ends the epoch early).
+    """
+    X = check_interactions(X)
+    params = BPR(factors=4, optimizer=opt, candidate_sampling="window", negative_candidates=5,
+                 learning_rate=0.1, regularization=0.01, num_threads=1).get_params()
+    trainer = HogwildTrainer(Recipe.check(params), has_bias_column=False)
+    rng = np.random.default_rng(seed)
+    n_users, n_items = X.shape
+    U = rng.uniform(-0.5, 0.5, (n_users, 4)).astype(F32)
+    V = rng.uniform(-0.5, 0.5, (n_items, 4)).astype(F32)
+    state = OptimizerState.fresh(opt, U.shape, V.shape)
+    streams = (np.random.default_rng(seed + 1), np.arange(1, 8, dtype=np.uint64) * 977)
+    twin = copy.deepcopy(streams)
+    Ur, Vr = U.copy(), V.copy()
+    _, ru = reference.optimizer_state(U.shape, opt)
+    _, ri = reference.optimizer_state(V.shape, opt)
+    if fail:
+        import bpr_numba._training as training
+
+        real = training.train_epoch_chunks
+
+        def train_then_fail(*args, **kwargs):
+            real(*args, **kwargs)
+            raise RuntimeError("the epoch stops here")
+
+        monkeypatch.setattr(training, "train_epoch_chunks", train_then_fail)
+        with pytest.raises(RuntimeError, match="stops here"):
+            trainer.epochs(X, np.zeros(0, F32), U, V, state, streams, Interrupt(), 1)
+    else:
+        trainer.epochs(X, np.zeros(0, F32), U, V, state, streams, Interrupt(), 1)
+    lengths = np.diff(X.indptr)
+    order, bounds = plan_epoch(lengths, np.flatnonzero(lengths).astype(np.int64), twin[0], 7)
+    item_order = twin[0].permutation(n_items)
+    reference.hogwild_epoch(X.indptr, X.indices, order, bounds, Ur, Vr, ru, ri, twin[1], "bpr",
+                            opt, "unseen", 4, 5, 0.1, 0.01, run_length=RUN_LENGTH,
+                            item_order=item_order)
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+    for name, a in state.item.arrays().items():  # the optimiser state went back to its items
+        assert_allclose(a, ri[{"adagrad_sum_sq": "sum_sq", "adam_m": "m", "adam_v": "v",
+                                "adam_t": "t"}[name]], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(streams[1], twin[1])
+    assert not np.array_equal(item_order, np.arange(n_items))  # the layout did move
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@given(seed=st.integers(0, 2**31))
+def test_window_epoch_matches_twin_in_the_items_order(opt, seed):
+    # 60 items in runs of RUN_LENGTH: several runs per positive, in a shuffled order.
+    X = sp.random(30, 60, density=0.2, format="csr", random_state=seed % 1000)
+    X.data[:] = 1
+    _window_epoch(X, seed, opt)
+
+
+def test_window_epoch_puts_rows_back_when_it_fails(monkeypatch):
+    X = sp.random(30, 60, density=0.2, format="csr", random_state=7)
+    X.data[:] = 1
+    _window_epoch(X, 3, "adagrad", fail=True, monkeypatch=monkeypatch)
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        update=st.sampled_from([("user",), ("positive",), ("user", "positive", "negative"),
@@ -165,7 +275,6 @@ def test_weights_and_partial_updates_match_numpy_twin(opt, X, seed, update, weig
 
 
 def test_frozen_rows_do_not_move():
-    import scipy.sparse as sp
 
     rng = np.random.default_rng(3)
     # Items 10..14 are never positive: only negative updates can move them.
@@ -207,7 +316,6 @@ def test_frozen_rows_do_not_move():
 ])
 def test_one_sgd_step_is_the_textbook_update(user_scale, item_scale):
     # One user, item 0 positive, item 1 the only unseen item: the sample is (0, 0, 1).
-    import scipy.sparse as sp
 
     X = sp.csr_matrix(np.array([[1, 0]], F32))
     U = np.array([[0.1, -0.2, 0.3]], F32) * F32(user_scale)
@@ -234,7 +342,6 @@ def test_sgd_step_that_would_overflow_is_refused():
     # Item rows near float32's maximum and a step (reg -1 grows them by half)
     # that pushes one past it: neither the fused step nor the checked one may
     # write an infinity.
-    import scipy.sparse as sp
 
     X = sp.csr_matrix(np.array([[1, 0]], F32))
     U = np.array([[1e-30, 1e-30, 1e-30]], F32)
@@ -257,7 +364,6 @@ def test_sgd_step_that_would_overflow_is_refused():
 def test_a_stacked_call_stops_training_after_an_epoch_with_a_refused_step():
     # Epochs stacked in one call: a range of chunks that refused a step in
     # epoch 0 trains no later epoch, so a diverging run stops where it began.
-    import scipy.sparse as sp
 
     X = sp.csr_matrix(np.array([[1, 0]], F32))
     U = np.array([[1e-30, 1e-30, 1e-30]], F32)
@@ -287,7 +393,6 @@ def test_loss_parts_give_the_loss(loss, x):
 def test_long_epoch_loss_sum_matches_twin():
     # 3,000 samples of b ~ 2: the product of b passes the kernel's limit (1e300)
     # twice, so the rare folding of its log into the sum is exercised.
-    import scipy.sparse as sp
 
     X = sp.random(1, 6000, density=0.5, format="csr", random_state=1, dtype=np.float32)
     X.data[:] = 1.0
@@ -308,7 +413,6 @@ def test_popularity_negatives_follow_popularity_among_the_unseen_items():
     # user has items 4-9, so a draw hits them with h = 45 / 55. The kernel
     # redraws a hit up to 8 times, then draws uniformly among the 4 unseen
     # items (h^8 = 0.2 of the draws): P(j) = q_j (1 - h^8) / (1 - h) + h^8 / 4.
-    import scipy.sparse as sp
 
     from bpr_numba._kernels.sampling import draw_popular_unseen, mark_row
 
@@ -346,7 +450,6 @@ def test_popularity_negatives_follow_popularity_among_the_unseen_items():
 @pytest.mark.parametrize("alias", [None, (np.ones(1), np.zeros(1, np.int64))])
 def test_popularity_without_a_table_of_every_item_is_refused(alias):
     # The kernel reads the table without bounds checks: a missing or short one is refused.
-    import scipy.sparse as sp
 
     X = sp.csr_matrix(np.array([[1, 0]], F32))
     U = np.zeros((1, 3), F32)

@@ -23,7 +23,7 @@ from .memory import prefetch_row, prefetch_row_for_write
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
                     diff_dot, dot, sgd_triplet, sum_sq3)
 from .rng import next_below
-from .sampling import NEG_UNIFORM, draw_negative, draw_popular_unseen, mark_row
+from .sampling import NEG_UNIFORM, draw_negative, draw_popular_unseen, is_marked, mark_row
 
 # Bits of ``update_mask``: which rows of a triplet (u, i, j) a sample updates.
 # Full training updates all three; fold-in of users updates only u against
@@ -41,7 +41,8 @@ _PRODUCT_LIMIT = 1e300
 def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, alias_prob,
                  alias_items, user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m,
                  user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t, states,
-                 adam_alpha, loss_code, neg_code, n_user_cols, n_candidates, do_user, do_pos, do_neg, weighted,
+                 adam_alpha, loss_code, neg_code, n_user_cols, n_candidates, run_length, do_user,
+                 do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
                  loss_sum, n_trained, n_skipped, n_refused):
@@ -65,6 +66,14 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     MovieLens 100k epoch on 2 threads). A range stops after an epoch in which
     it refused a step (the run is diverging): its totals of the later epochs
     are left as they were.
+
+    Under ``WINDOW`` a positive's ``n_candidates`` candidates are runs of at
+    most ``run_length`` consecutive rows of ``item_factors``, each from a
+    random start (wrapping around; rows of the user's positives skipped
+    unless the policy is uniform): the caller lays the item rows out in an
+    order it shuffles every epoch, so a run is a random set of distinct
+    items, read as one contiguous block instead of ``run_length`` random
+    rows (``_training.ItemLayout``).
 
     It is compiled without reference counting (``_nrt=False``: numba's
     atomic incref/decref around every inlined helper's array arguments made
@@ -104,6 +113,8 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
         is the constant 1 that pairs with an item bias).
     n_candidates : int
         Negatives drawn per positive; the highest scoring one is trained on.
+    run_length : int
+        Under ``WINDOW``: the longest run of consecutive candidate rows.
     pool_size : int
         0: the candidates are fresh draws by the policy. Otherwise each user
         first draws ``pool_size`` negatives and scores them once, and each
@@ -192,7 +203,14 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                         for t in range(n_cur):
                             cand[t] = cand_next[t]
                         if step < n_pos:
-                            if POPULARITY:  # noqa: F821
+                            if WINDOW:  # noqa: F821
+                                # The starts of the runs; their rows are scored at the step.
+                                n_next = 0
+                                if neg_code == NEG_UNIFORM or n_pos < n_items:
+                                    n_next = (n_candidates + run_length - 1) // run_length
+                                for t in range(n_next):
+                                    state, cand_next[t] = next_below(state, n_items)
+                            elif POPULARITY:  # noqa: F821
                                 state, n_next = _draw_popular_candidates(
                                     state, indptr, indices, seen, u, n_items, alias_prob,
                                     alias_items, n_candidates, cand_next)
@@ -205,7 +223,10 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                                 prefetch_row_for_write(item_factors, indices[order[step]])
                             else:
                                 prefetch_row(item_factors, indices[order[step]])
-                            if n_next == 1 and do_neg:
+                            if WINDOW:  # noqa: F821
+                                for t in range(n_next):  # a run's first row; the rest streams
+                                    prefetch_row(item_factors, cand_next[t])
+                            elif n_next == 1 and do_neg:
                                 prefetch_row_for_write(item_factors, cand_next[0])
                             else:
                                 for t in range(n_next):
@@ -234,7 +255,20 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                             chunk_skipped += 1
                             continue
                         j = cand[0]
-                        if n_cur == 1:
+                        if WINDOW:  # noqa: F821
+                            j, best = _best_of_run(user_factors, u, item_factors, seen,
+                                                   neg_code != NEG_UNIFORM, cand[0],
+                                                   min(run_length, n_candidates))
+                            for t in range(1, n_cur):
+                                jt, st = _best_of_run(
+                                    user_factors, u, item_factors, seen, neg_code != NEG_UNIFORM,
+                                    cand[t], min(run_length, n_candidates - t * run_length))
+                                if st > best:
+                                    best = st
+                                    j = jt
+                            x = dot(user_factors, u, item_factors, i) - best
+                            sq = np.float32(-1.0)
+                        elif n_cur == 1:
                             # One pass over the three rows: the score difference and the
                             # squares the fused SGD step bounds its result with.
                             x, sq = diff_dot(user_factors, u, item_factors, i, j)
@@ -324,6 +358,34 @@ def _draw_candidates(state, indptr, indices, seen, u, n_items, neg_code, n_candi
 
 
 @njit(cache=True, inline="always")
+def _best_of_run(user_factors, u, item_factors, seen, skip_seen, r, n_candidates):
+    """The best scored of the ``n_candidates`` rows from row ``r`` on; returns (row, score).
+
+    Rows follow each other from ``r``, wrapping around after the last one;
+    with ``skip_seen`` the rows marked in ``seen`` (the user's positives) are
+    passed over and not counted. The caller makes sure one row is left
+    (not every item is a positive of the user).
+    """
+    n_items = item_factors.shape[0]
+    best = np.float32(0.0)
+    j = -1
+    n = 0
+    for _ in range(n_items):
+        if not (skip_seen and is_marked(seen, r)):
+            s = dot(user_factors, u, item_factors, r)
+            if j < 0 or s > best:
+                best = s
+                j = r
+            n += 1
+            if n == n_candidates:
+                break
+        r += 1
+        if r == n_items:
+            r = 0
+    return j, best
+
+
+@njit(cache=True, inline="always")
 def _draw_popular_candidates(state, indptr, indices, seen, u, n_items, alias_prob, alias_items,
                              n_candidates, out):
     """:func:`_draw_candidates` of the popularity policy (``sampling.draw_popular_unseen``)."""
@@ -336,22 +398,28 @@ def _draw_popular_candidates(state, indptr, indices, seen, u, n_items, alias_pro
     return state, n_candidates
 
 
-def _compiled(name, row_update, with_pool, popularity):
+#: How a kernel draws a positive's candidates: fresh draws by the policy, a
+#: per-user pool, the popularity policy's draws (fresh or pooled), or a run
+#: of consecutive rows.
+DRAWS = ("fresh", "pool", "popularity", "popularity_pool", "window")
+
+
+def _compiled(name, row_update, draw):
     return njit(cache=True, nogil=True, error_model="numpy", _nrt=False,
                 pipeline_class=NoAliasCompiler)(
-        specialise(_train_chunks, name, row_update=row_update, WITH_POOL=with_pool,
-                   FUSED_SGD=row_update is ROW_UPDATES[OPT_SGD], POPULARITY=popularity))
+        specialise(_train_chunks, name, row_update=row_update, WITH_POOL=draw.endswith("pool"),
+                   FUSED_SGD=row_update is ROW_UPDATES[OPT_SGD],
+                   POPULARITY=draw.startswith("popularity"), WINDOW=draw == "window"))
 
 
-#: The per-sample kernel of each optimiser code, with or without a candidate
-#: pool, with or without the popularity policy (its draws are compiled only
-#: into the kernels that use them). Each is compiled (and cached) on its first
-#: call only, so a run compiles the one it uses.
-TRAIN_CHUNKS = {(code, with_pool, popularity): _compiled(
-                    f"train_chunks_{name}{'_pool' * with_pool}{'_popularity' * popularity}",
-                    ROW_UPDATES[code], with_pool, popularity)
+#: The per-sample kernel of each optimiser code and way of drawing the
+#: candidates (``DRAWS``; each way's code is compiled only into its kernels).
+#: Each is compiled (and cached) on its first call only, so a run compiles
+#: the one it uses.
+TRAIN_CHUNKS = {(code, draw): _compiled(
+                    "train_chunks_" + name + ("" if draw == "fresh" else "_" + draw),
+                    ROW_UPDATES[code], draw)
                 for code, name in ((OPT_SGD, "sgd"), (OPT_ADAGRAD, "adagrad"),
                                    (OPT_ADAGRAD_ROWWISE, "rowwise_adagrad"),
                                    (OPT_ADAM, "adam"))
-                for with_pool in (False, True)
-                for popularity in (False, True)}
+                for draw in DRAWS}
