@@ -11,6 +11,9 @@ from the cache). Cases:
                    below and runs bpr_numba's ``__main__`` with that argv, as
                    ``python -m`` does (its output is captured and dropped);
 ``fit``            ``BPR(random_state=0).fit(X, show_progress=False)``;
+``fit_runs``       ``BPR(random_state=0, candidate_sampling="window").fit(X, ...)`` (the
+                   kernel of candidates in runs, which "auto" picks on large
+                   catalogues such as Gowalla's);
 ``keras_fit``      ``BPR.keras_compatible(random_state=0).fit(X, show_progress=False)``;
 ``full_auc``       ``metrics.full_auc((U, V), test)``;
 ``evaluate``       ``metrics.evaluate((U, V), test, train, metrics=["recall@20", "ndcg@20"])``;
@@ -65,7 +68,7 @@ from _common import (REPO, add_output_argument, environment, finish, log, make_p
                      python_env, run_json, table, versions, versions_line)
 
 HERE = Path(__file__).resolve()
-CASES = ("cli", "fit", "keras_fit", "full_auc", "evaluate", "recommend", "similar_items")
+CASES = ("cli", "fit", "fit_runs", "keras_fit", "full_auc", "evaluate", "recommend", "similar_items")
 CLI_ARGV = ("train", "--dataset", "ml-100k")
 MODEL_FILE = "model.npz"
 
@@ -106,6 +109,9 @@ def _setup(case, workdir):
     X, U, V, test, train = _tiny()
     if case == "fit":
         return lambda: BPR(random_state=0).fit(X, show_progress=False)
+    if case == "fit_runs":
+        return lambda: BPR(random_state=0, candidate_sampling="window").fit(
+            X, show_progress=False)
     if case == "keras_fit":
         return lambda: BPR.keras_compatible(random_state=0).fit(X, show_progress=False)
     if case == "full_auc":

@@ -7,8 +7,8 @@ Usage::
 
 Sections: bench/quality.py (quality-*.json), bench/movielens.py
 (movielens-fast/keras-*.json), bench/peers.py (peers-*.json),
-bench/gowalla.py (gowalla-*.json), bench/throughput.py, bench/roofline.py,
-bench/evaluation.py, bench/csv_memory.py and bench/compile.py.
+bench/gowalla.py (gowalla-*.json), bench/candidate_runs.py, bench/throughput.py,
+bench/roofline.py, bench/evaluation.py, bench/csv_memory.py and bench/compile.py.
 
 Each section names the command that produced it; figures are copied from the
 JSON files, never typed by hand.
@@ -156,6 +156,12 @@ def gowalla_section():
             bench_module("gowalla").markdown(d).strip(), ""]
 
 
+def candidate_runs_section():
+    """bench/candidate_runs.py's tables."""
+    return markdown_of("candidate_runs", "Candidates in runs against independent candidates "
+                       "(Gowalla)", "python bench/candidate_runs.py")
+
+
 def splice(text, section, heading, before):
     """``text`` with its ``heading`` section (up to the next "## ") replaced by ``section``
     lines, or inserted before the first heading in ``before`` (else at the end)."""
@@ -178,7 +184,9 @@ def splice(text, section, heading, before):
 # --section: the section's renderer, its heading, and the headings it goes before
 # (main()'s order) when RESULTS.md has none yet.
 SECTIONS = {"gowalla": (lambda: gowalla_section(), "## Gowalla:",
-                        ("## MovieLens 100k", "## Side by side"))}
+                        ("## MovieLens 100k", "## Side by side")),
+            "candidate_runs": (lambda: candidate_runs_section(), "## Candidates in runs",
+                               ("## MovieLens 100k", "## Side by side"))}
 
 
 def main():
@@ -207,6 +215,7 @@ def main():
     lines += machine_section(peers)
     lines += quality_section()
     lines += gowalla_section()
+    lines += candidate_runs_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
     for number, speed_path in enumerate(sorted(RESULTS.glob("speed-*.json")), start=1):

@@ -12,7 +12,6 @@ fold-in has succeeded, so a refused call leaves the model as it was.
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,10 +124,9 @@ def fold_in_users(model, rows, epochs):
                             int(model._has_bias_column), recipe.init_scale, 1.0)
     empty = np.diff(rows.indptr) == 0
     if empty.any():
-        warnings.warn(
+        v.warn_caller(
             f"{int(empty.sum())} of the {rows.shape[0]} users to fold in have no positive: "
-            "they keep a random vector (their recommendations are random).",
-            RuntimeWarning, stacklevel=4)
+            "they keep a random vector (their recommendations are random).")
     if rows.nnz:
         state = OptimizerState.fresh(recipe.optimizer, users.shape, (0, 0),
                                      recipe.initial_accumulator_value)
@@ -180,9 +178,9 @@ def recalculated_items(model, item_users, epochs):
                             recipe.init_scale, 0.0)
     empty = np.diff(item_users.indptr) == 0
     if empty.any():
-        warnings.warn(
+        v.warn_caller(
             f"{int(empty.sum())} of the {n_new} items to recalculate have no user: they keep "
-            "a random vector.", RuntimeWarning, stacklevel=4)
+            "a random vector.")
     if item_users.nnz == 0:
         return fresh
     items = np.concatenate([model._item_factors, fresh])

@@ -54,9 +54,10 @@ MAX_STACKED = 100
 # negative_candidates=None: candidates scored per epoch at most (see Recipe.candidates_for).
 CANDIDATE_BUDGET = 35_000_000
 #: ``candidate_sampling``: each candidate its own draw by the ``negatives``
-#: policy, or a run of consecutive items in an order of the items shuffled
-#: every epoch (``ItemLayout``).
-CANDIDATE_SAMPLINGS = ("independent", "window")
+#: policy, or runs of consecutive items in an order of the items shuffled
+#: every epoch (``ItemLayout``), or "auto": runs when there are at least
+#: ``RUN_LENGTH`` candidates per positive (``Recipe.runs_for``).
+CANDIDATE_SAMPLINGS = ("auto", "independent", "window")
 #: ``candidate_sampling="window"``: a positive's candidates come in runs of at
 #: most this many consecutive rows, each run from its own random start. One
 #: run of 50 was fastest but lost a little quality: a hard item then shades
@@ -226,6 +227,18 @@ class Recipe:
         if self.negative_candidates == "auto":
             return scaled
         return min(scaled, max(3, CANDIDATE_BUDGET // max(int(n_samples), 1)))
+
+    def runs_for(self, n_candidates):
+        """Whether training draws ``n_candidates`` candidates per positive in runs.
+
+        "window": always; "auto": with at least ``RUN_LENGTH`` candidates (fewer
+        gain nothing from runs, and lose the stacking of small epochs) under the
+        uniform or unseen policy without a pool; "independent": never.
+        """
+        if self.candidate_sampling != "auto":
+            return self.candidate_sampling == "window"
+        return (n_candidates >= RUN_LENGTH and self.negatives in ("uniform", "unseen")
+                and not self.negative_pool)
 
     @property
     def keras_mode(self):
@@ -470,7 +483,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
 
 
 class ItemLayout:
-    """The item rows laid out in one epoch's shuffled order (``candidate_sampling="window"``).
+    """The item rows laid out in one epoch's shuffled order (candidates in runs).
 
     A context: on entry, ``item_factors`` and the item side's optimiser state
     (rows of ``state``) are copied so that row ``r`` holds item ``order[r]``,
@@ -612,10 +625,11 @@ class HogwildTrainer:
         alias = self._table(X)[:2]
         # Runs of candidates only in full training: fold-in keeps the item rows
         # where they are and draws its candidates independently.
-        window = r.candidate_sampling == "window" and update_mask == UPDATE_ALL
+        n_candidates = r.candidates_for(X.shape[1], X.nnz)
+        window = update_mask == UPDATE_ALL and r.runs_for(n_candidates)
         if window:
             if n != 1:
-                raise ValueError("candidate_sampling='window' trains one epoch per call.")
+                raise ValueError("candidates in runs train one epoch per call.")
             layout = ItemLayout(streams[0].permutation(item_factors.shape[0]), X.indices,
                                 item_factors, state.item)
             indices, items, u, i = layout.indices, layout.item_factors, state.user, layout.state
@@ -630,7 +644,7 @@ class HogwildTrainer:
                 u.adam_m, u.adam_v, u.adam_t, i.adam_m, i.adam_v, i.adam_t,
                 chunk_states, LAZY_ADAM_ALPHA,
                 LOSSES[r.loss], OPTIMIZERS[r.optimizer], NEGATIVES[r.negatives],
-                n_user_cols, r.candidates_for(X.shape[1], X.nnz), update_mask,
+                n_user_cols, n_candidates, update_mask,
                 f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool, per_chunk, alias,
@@ -652,12 +666,13 @@ class HogwildTrainer:
         thread takes fewer of. MovieLens 100k with implicit's settings: 40
         epochs per call (an epoch takes about 5 ms, of which the hand-off to
         the threads was 1 ms); the defaults on it: 13; Gowalla: 1. Training
-        with ``candidate_sampling="window"`` (``update_mask`` of all rows): 1.
+        with candidates in runs (``Recipe.runs_for``; ``update_mask`` of all rows): 1.
         """
         r = self.recipe
-        if r.candidate_sampling == "window" and update_mask == UPDATE_ALL:
+        n_candidates = r.candidates_for(X.shape[1], X.nnz)
+        if update_mask == UPDATE_ALL and r.runs_for(n_candidates):
             return 1  # each epoch lays the item rows out in its own order first
-        work = (X.nnz * r.candidates_for(X.shape[1], X.nnz)
+        work = (X.nnz * n_candidates
                 + int(np.count_nonzero(np.diff(X.indptr))) * r.negative_pool)
         if work > SAMPLES_PER_PIECE:
             return 1
@@ -767,13 +782,13 @@ class ListwiseTrainer(HogwildTrainer):
                 "norm and has no item bias; set item_bias=False."
             )
         if (recipe.negative_candidates not in (None, 1, 3, "auto") or recipe.negative_pool
-                or recipe.candidate_sampling != "independent"):
+                or recipe.candidate_sampling == "window"):
             raise ValueError(
                 f"loss={recipe.loss!r} draws n_negatives ({recipe.n_negatives}) negatives per "
                 f"user instead of candidates; got negative_candidates="
                 f"{recipe.negative_candidates!r}, negative_pool={recipe.negative_pool} and "
                 f"candidate_sampling={recipe.candidate_sampling!r}, expected the defaults "
-                "(None, 0 and 'independent')."
+                "(None, 0 and 'auto')."
             )
 
     def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
@@ -877,13 +892,13 @@ class DenseAdamTrainer:
                 "model has no bias); set item_bias=False."
             )
         if (recipe.negatives != "uniform" or recipe.negative_candidates != 1
-                or recipe.negative_pool or recipe.candidate_sampling != "independent"):
+                or recipe.negative_pool or recipe.candidate_sampling == "window"):
             raise ValueError(
                 "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
                 f"got negatives={recipe.negatives!r}, negative_candidates="
                 f"{recipe.negative_candidates}, negative_pool={recipe.negative_pool} and "
                 f"candidate_sampling={recipe.candidate_sampling!r}, expected 'uniform', 1, 0 "
-                "and 'independent'."
+                "and 'auto' or 'independent'."
             )
 
     def triplets(self, model, users, positives, negatives, interrupt, epoch):

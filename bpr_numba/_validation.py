@@ -8,6 +8,9 @@ The error classes are exported from the package face (``bpr_numba``).
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -413,6 +416,23 @@ def check_same_ids(a, b, name_a, name_b="the model"):
             "on one Interactions, e.g. with a split (bpr_numba.split) of the data the model "
             "was fitted on."
         )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_caller(message, category=RuntimeWarning):
+    """``warnings.warn`` pointing at the first frame outside bpr_numba (the user's call).
+
+    A fixed ``stacklevel`` is right for one call path only; a warning raised
+    inside fold-in is reached directly (``recalculate_user``) and through
+    ``recommend(recalculate_user=True)``.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
 
 
 def type_name(obj):

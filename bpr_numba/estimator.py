@@ -26,7 +26,7 @@ __all__ = ["BPR", "PRESETS", "TrainingDivergedError", "UnknownIdError"]
 PRESETS = {
     "fast": {},
     "quality": dict(optimizer="adagrad", regularization=0.045, epochs=100,
-                    negative_candidates="auto", candidate_sampling="window"),
+                    negative_candidates="auto"),
     "keras": dict(factors=100, loss="sigmoid", optimizer="dense-adam", learning_rate=0.001,
                   regularization=0.0, negatives="uniform", negative_candidates=1,
                   item_bias=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
@@ -106,19 +106,21 @@ class BPR(FoldInMixin, FactorModel):
         MovieLens 100k 3, and 10M positives 3, so large data keep the speed
         of three candidates. ``fit`` resolves it once, on its matrix, into
         ``n_candidates_``, which later ``fit_partial`` calls and fold-in use.
-    candidate_sampling : {"independent", "window"}
+    candidate_sampling : {"auto", "independent", "window"}
         How a positive's candidates are drawn. "independent": each one its own
-        draw by the ``negatives`` policy (with replacement). "window": a run
-        of ``negative_candidates`` consecutive items (the user's positives
-        skipped under "unseen") from a random start in an order of the items
-        shuffled every epoch: distinct items, as random for one sample, and
-        read as one contiguous block of memory, because each epoch first
-        copies the item rows (and their optimiser state) into that order and
-        back after it. On Gowalla (50 candidates, 2 threads) an epoch takes
-        about 0.7 to 0.8 s against 1.1 s, with the same quality per epoch
-        within noise (README "Presets"); with few candidates it gains
-        nothing. Only with ``negatives`` "uniform" or "unseen" and no
-        ``negative_pool``; fold-in draws its candidates independently.
+        draw by the ``negatives`` policy. "window": runs of up to 25 items
+        consecutive in an order of the items shuffled every epoch, each run
+        from a random start (the user's positives skipped under "unseen"):
+        distinct items, as random for one sample, read as contiguous blocks
+        of memory instead of random rows, because each epoch first copies
+        the item rows and their optimiser state into that order (and back
+        after it). "auto" (the default): "window" with at least 25
+        candidates per positive under "uniform" or "unseen" without a pool
+        (Gowalla's 43 or 50), "independent" otherwise (MovieLens 100k's 3).
+        On Gowalla an epoch with 43 to 50 candidates takes 1.2 to 1.4 times
+        less time, with the same quality within noise (README "Presets").
+        "window" needs ``negatives`` "uniform" or "unseen" and no
+        ``negative_pool``; fold-in always draws independently.
     negative_pool : int
         0: every candidate is a fresh draw. Otherwise each user draws a pool
         of this many negatives once per epoch and scores it once (one dot
@@ -199,7 +201,7 @@ class BPR(FoldInMixin, FactorModel):
 
     def __init__(self, factors=64, loss="bpr", optimizer="rowwise-adagrad", learning_rate=None,
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=None,
-                 candidate_sampling="independent", negative_pool=0, item_bias=True,
+                 candidate_sampling="auto", negative_pool=0, item_bias=True,
                  use_weights=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  init_scale=0.05, n_negatives=None, temperature=1.0, margin=0.9,
                  negative_weight=150.0, popularity_exponent=0.75, similarity="auto",
@@ -245,8 +247,10 @@ class BPR(FoldInMixin, FactorModel):
           0.045 and candidates scaled to the catalogue
           (``negative_candidates="auto"``), for the best ranking quality;
           about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
-          one thread; Gowalla, 41k items: 41 to 51 s on 2 threads of the
-          machine of the README's table, 100 to 117 s on one about 2x slower).
+          one thread; Gowalla, 41k items, 50 candidates in runs
+          (``candidate_sampling="auto"``): 88 s on 2 threads of a machine
+          on which independent draws took 133 s, and on which a faster
+          machine's 51 s took about 2.5x as long).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its

@@ -275,7 +275,24 @@ def test_candidate_runs_train_reproducibly_and_as_well(tmp_path):
     np.testing.assert_array_equal(runs[0].item_factors, before)
     runs[0].save(tmp_path / "m.npz")
     assert BPR.load(tmp_path / "m.npz").candidate_sampling == "window"
-    assert BPR.preset("quality").candidate_sampling == "window"
+
+
+def test_auto_candidate_sampling_takes_runs_from_25_candidates():
+    from bpr_numba._training import RUN_LENGTH, Recipe
+
+    assert RUN_LENGTH == 25
+    auto = Recipe.check(BPR().get_params())
+    assert [auto.runs_for(n) for n in (3, 24, 25, 50)] == [False, False, True, True]
+    for other in (dict(negatives="popularity"), dict(negative_pool=64),
+                  dict(candidate_sampling="independent")):
+        assert not Recipe.check(BPR(**other).get_params()).runs_for(50)
+    assert Recipe.check(BPR(candidate_sampling="window").get_params()).runs_for(1)
+    # The same fits as the explicit choices: 30 items, so runs wrap around.
+    X = sp.random(40, 30, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    for n, same in ((25, "window"), (3, "independent")):
+        fits = [BPR(factors=4, epochs=2, negative_candidates=n, num_threads=1, random_state=0,
+                    candidate_sampling=sampling).fit(X) for sampling in ("auto", same)]
+        np.testing.assert_array_equal(fits[0].item_factors, fits[1].item_factors)
 
 
 @pytest.mark.parametrize("params, match", [

@@ -273,6 +273,24 @@ def test_folding_in_a_user_without_positives_warns():
                                                                 [0, 0, 0, 0, 0]], np.float32)))
 
 
+def test_fold_in_warnings_point_at_the_callers_line():
+    # Direct calls and calls through recommend / similar_items alike.
+    X = sp.csr_matrix(np.eye(5, dtype=np.float32))
+    model = _model(factors=3, epochs=1).fit(X, show_progress=False)
+    empty_user = sp.csr_matrix((1, 5), dtype=np.float32)
+    # Two items over the 5 users (no user grows before): one has a user, one none.
+    items = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], np.float32))
+    calls = [lambda: model.recalculate_user(0, empty_user),
+             lambda: model.recommend(0, empty_user, N=2, recalculate_user=True),
+             lambda: model.recalculate_item([0, 1], items),
+             lambda: model.partial_fit_users([5], empty_user)]
+    for call in calls:
+        with pytest.warns(RuntimeWarning, match="random vector") as record:
+            call()
+        assert [w.filename for w in record] == [__file__]
+        assert record[0].lineno == call.__code__.co_firstlineno
+
+
 def test_a_diverging_item_fold_in_leaves_the_model_as_it_was():
     X = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
     X.data[:] = 1.0
