@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -60,9 +62,9 @@ CANDIDATE_BUDGET = 35_000_000
 CANDIDATE_SAMPLINGS = ("auto", "independent", "window")
 #: ``candidate_sampling="window"``: a positive's candidates come in runs of at
 #: most this many consecutive rows, each run from its own random start. One
-#: run of 50 was fastest but lost a little quality: a hard item then shades
-#: the items next to it in the epoch's order from every sample (README
-#: "Presets" has the figures).
+#: run of all 43 was fastest but lost a little quality: a hard item then
+#: shades the items next to it in the epoch's order from every sample
+#: (README "How it trains" has the figures).
 RUN_LENGTH = 25
 # Triplets per dense-adam kernel call, for the same reason.
 TRIPLETS_PER_CALL = 200_000
@@ -482,45 +484,72 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
     return out
 
 
+@contextlib.contextmanager
+def sigint_held():
+    """Hold a Ctrl-C (SIGINT) that arrives in the block, and deliver it when the block ends.
+
+    For copies that must not stop half done. Python raises KeyboardInterrupt
+    between any two bytecodes, so no try/except can guarantee that a loop
+    over several arrays finishes; a handler that only notes the signal can.
+    After the block the previous handler is restored and the held signal is
+    raised again, so it is handled as it would have been (KeyboardInterrupt
+    by default). Only the main thread receives signals: elsewhere this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
+
+
 class ItemLayout:
     """The item rows laid out in one epoch's shuffled order (candidates in runs).
 
-    A context: on entry, ``item_factors`` and the item side's optimiser state
-    (rows of ``state``) are copied so that row ``r`` holds item ``order[r]``,
-    and ``indices`` (the positives' item ids) are renumbered to match; the
-    kernel then finds a random run of distinct items in consecutive rows. On
-    exit, also when a second Ctrl-C or an error interrupts the epoch, every
-    row is written back to its item. It costs a copy of the item factors
-    and the item state per epoch (about 20 ms for Gowalla's 41k items), and
-    the memory of one more such copy while the epoch runs.
+    On creation, ``item_factors`` and the item side's optimiser state (rows
+    of ``state``) are copied so that row ``r`` holds item ``order[r]``, and
+    ``indices`` (the positives' item ids) are renumbered to match; the kernel
+    then finds runs of items in consecutive rows. :meth:`write_back` puts
+    every row back to its item. It costs, per epoch, a copy of the item
+    factors and of the item state (about 20 ms for Gowalla's 41k items), and
+    while the epoch runs the memory of those copies and 4 bytes per positive.
 
-    Attributes (inside the context)
-    -------------------------------
+    Attributes
+    ----------
     indices : ndarray of int32, shape (nnz,)
     item_factors : ndarray of float32, shape (n_items, f)
     state : SideState
     """
 
     def __init__(self, order, indices, item_factors, state):
+        n_items = order.size
+        arrays = state.arrays()  # the non-empty ones: each has a row per item
+        if item_factors.shape[0] != n_items or any(a.shape[0] != n_items
+                                                   for a in arrays.values()):
+            raise ValueError(f"the item layout needs {n_items} rows in the item factors and "
+                             f"every item state array; got {item_factors.shape[0]} and "
+                             f"{[a.shape[0] for a in arrays.values()]}.")
         self._order = order
-        self._targets = [item_factors] + [a for a in state.arrays().values()
-                                          if a.shape[0] == order.size]
-        position = np.empty_like(order)
-        position[order] = np.arange(order.size)
-        self.indices = position[indices].astype(np.int32)
-        copies = {name: np.take(a, order, axis=0) for name, a in state.arrays().items()
-                  if a.shape[0] == order.size}
+        self._targets = [item_factors, *arrays.values()]
+        position = np.empty(n_items, np.int32)
+        position[order] = np.arange(n_items, dtype=np.int32)
+        self.indices = np.take(position, indices)
+        copies = {name: np.take(a, order, axis=0) for name, a in arrays.items()}
         self.state = dataclasses.replace(state, **copies)
         self.item_factors = np.take(item_factors, order, axis=0)
-        self._copies = [self.item_factors] + [getattr(self.state, name) for name in copies]
+        self._copies = [self.item_factors, *copies.values()]
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for target, copy in zip(self._targets, self._copies):
-            target[self._order] = copy
-        return False
+    def write_back(self):
+        """Put every row (factors and state) back to its item; a Ctrl-C waits until done."""
+        with sigint_held():
+            for target, copy in zip(self._targets, self._copies):
+                target[self._order] = copy
 
 
 class Interrupt:
@@ -634,7 +663,6 @@ class HogwildTrainer:
                                 item_factors, state.item)
             indices, items, u, i = layout.indices, layout.item_factors, state.user, layout.state
         else:
-            layout = contextlib.nullcontext()
             indices, items, u, i = X.indices, item_factors, state.user, state.item
 
         def call(first, end):
@@ -652,8 +680,13 @@ class HogwildTrainer:
 
         slices = (call_slices(chunk_bounds[0], row_lengths, user_order[0]) if n == 1
                   else [(0, shape[1])])
-        with layout:
+        try:
             interrupt.run((lambda a=a, b=b: call(a, b) for a, b in slices), epoch, n)
+        finally:
+            if window:
+                # Also after an error or a second Ctrl-C; a first Ctrl-C while
+                # the rows go back lets the epoch finish, as during a call.
+                interrupt.run([layout.write_back], epoch, n)
         return np.stack([total.sum(axis=1, dtype=np.float64) for total in per_chunk], axis=1)
 
     def epochs_per_call(self, X, update_mask=UPDATE_ALL):
@@ -788,7 +821,7 @@ class ListwiseTrainer(HogwildTrainer):
                 f"user instead of candidates; got negative_candidates="
                 f"{recipe.negative_candidates!r}, negative_pool={recipe.negative_pool} and "
                 f"candidate_sampling={recipe.candidate_sampling!r}, expected the defaults "
-                "(None, 0 and 'auto')."
+                "(None, 0 and 'auto', or 'independent')."
             )
 
     def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,

@@ -111,14 +111,15 @@ class BPR(FoldInMixin, FactorModel):
         draw by the ``negatives`` policy. "window": runs of up to 25 items
         consecutive in an order of the items shuffled every epoch, each run
         from a random start (the user's positives skipped under "unseen"):
-        distinct items, as random for one sample, read as contiguous blocks
+        distinct within a run, as random for one sample, read as contiguous blocks
         of memory instead of random rows, because each epoch first copies
         the item rows and their optimiser state into that order (and back
         after it). "auto" (the default): "window" with at least 25
         candidates per positive under "uniform" or "unseen" without a pool
         (Gowalla's 43 or 50), "independent" otherwise (MovieLens 100k's 3).
-        On Gowalla an epoch with 43 to 50 candidates takes 1.2 to 1.4 times
-        less time, with the same quality within noise (README "Presets").
+        On Gowalla an epoch with 43 to 50 candidates takes 1.2 to 1.3 times
+        less time, with the same quality within noise (README "How it
+        trains").
         "window" needs ``negatives`` "uniform" or "unseen" and no
         ``negative_pool``; fold-in always draws independently.
     negative_pool : int
@@ -248,9 +249,9 @@ class BPR(FoldInMixin, FactorModel):
           (``negative_candidates="auto"``), for the best ranking quality;
           about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
           one thread; Gowalla, 41k items, 50 candidates in runs
-          (``candidate_sampling="auto"``): 88 s on 2 threads of a machine
-          on which independent draws took 133 s, and on which a faster
-          machine's 51 s took about 2.5x as long).
+          (``candidate_sampling="auto"``, epochs 1.2 to 1.3x as fast as
+          with independent draws): 88 s on 2 threads of a machine about
+          2.5x slower than one on which independent draws took 51 s).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its

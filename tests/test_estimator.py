@@ -1,12 +1,14 @@
 """The BPR estimator: parameters, determinism, inputs, learning."""
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bpr_numba.estimator import BPR
+from bpr_numba.estimator import BPR, TrainingDivergedError
 
 from conftest import sparse_interactions
 
@@ -269,12 +271,23 @@ def test_candidate_runs_train_reproducibly_and_as_well(tmp_path):
     np.testing.assert_array_equal(runs[0].item_factors, runs[1].item_factors)
     assert not np.array_equal(runs[0].item_factors, fresh.item_factors)
     assert _auc(runs[0], test, X) > _auc(fresh, test, X) - 0.02
-    # Fold-in keeps the items in place and draws its candidates independently.
+    # Fold-in keeps the items in place and draws its candidates independently:
+    # the same vectors as a clone that samples independently.
+    clone = copy.deepcopy(runs[0]).set_params(candidate_sampling="independent")
     before = runs[0].item_factors.copy()
-    runs[0].recalculate_user(0, X[0])
+    np.testing.assert_array_equal(runs[0].recalculate_user(0, X[0]),
+                                  clone.recalculate_user(0, X[0]))
+    np.testing.assert_array_equal(runs[0].recalculate_item(0, X[:, [0]].T.tocsr()),
+                                  clone.recalculate_item(0, X[:, [0]].T.tocsr()))
     np.testing.assert_array_equal(runs[0].item_factors, before)
     runs[0].save(tmp_path / "m.npz")
     assert BPR.load(tmp_path / "m.npz").candidate_sampling == "window"
+    # A diverging run is reported, with finite factors.
+    diverging = BPR(candidate_sampling="window", learning_rate=1e30, regularization=1.0,
+                    **params)
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch 1"):
+        diverging.fit(X)
+    assert np.isfinite(diverging.item_factors).all() and diverging.n_epochs_done_ == 0
 
 
 def test_auto_candidate_sampling_takes_runs_from_25_candidates():

@@ -1,7 +1,10 @@
 """The per-sample kernel against its NumPy twin, the losses against finite differences."""
 
+import contextlib
 import copy
 import math
+import signal
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -157,7 +160,7 @@ def test_candidate_pool_matches_numpy_twin(opt, X, seed, negatives, n_candidates
         assert n_skipped.sum() == np.diff(X.indptr)[full].sum()  # counts of the last epoch
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
 @given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
        negatives=st.sampled_from(["uniform", "unseen"]), n_candidates=st.integers(1, 7),
        run_length=st.integers(1, 4), stacked=st.booleans())
@@ -194,16 +197,22 @@ def test_candidate_runs_refuse_a_pool_or_popularity():
         train_epoch_chunks(*args, NEGATIVES["unseen"], *rest, window=True, run_length=0)
 
 
-def _window_epoch(X, seed, opt, fail=False, monkeypatch=None):
+def _window_epoch(X, seed, opt, negatives="unseen", fail=None, monkeypatch=None):
     """One epoch of the trainer with candidate_sampling="window" and of the twin, one thread.
 
-    The twin runs on the item ids, its candidates consecutive in the
-    permutation the trainer draws after planning the epoch; ``fail``: the
-    kernel call raises after training (an error that ends the epoch early).
+    30 candidates: two runs per positive. The twin runs on the item ids, its
+    candidates consecutive in the permutation the trainer draws after
+    planning the epoch. ``fail``: "error" (the kernel call raises after
+    training), "second Ctrl-C" (a Ctrl-C after the call, one having come
+    before) or "Ctrl-C writing back" (a first Ctrl-C as the rows go back).
+    Returns the trainer's Interrupt.
     """
+    import bpr_numba._training as training
+
     X = check_interactions(X)
-    params = BPR(factors=4, optimizer=opt, candidate_sampling="window", negative_candidates=5,
-                 learning_rate=0.1, regularization=0.01, num_threads=1).get_params()
+    params = BPR(factors=4, optimizer=opt, candidate_sampling="window", negative_candidates=30,
+                 negatives=negatives, learning_rate=0.1, regularization=0.01,
+                 num_threads=1).get_params()
     trainer = HogwildTrainer(Recipe.check(params), has_bias_column=False)
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
@@ -215,25 +224,39 @@ def _window_epoch(X, seed, opt, fail=False, monkeypatch=None):
     Ur, Vr = U.copy(), V.copy()
     _, ru = reference.optimizer_state(U.shape, opt)
     _, ri = reference.optimizer_state(V.shape, opt)
-    if fail:
-        import bpr_numba._training as training
-
+    interrupt = Interrupt()
+    expected = contextlib.nullcontext()
+    if fail in ("error", "second Ctrl-C"):
         real = training.train_epoch_chunks
+        interrupt.requested = fail == "second Ctrl-C"
+        error = RuntimeError("the epoch stops here") if fail == "error" else KeyboardInterrupt()
 
         def train_then_fail(*args, **kwargs):
             real(*args, **kwargs)
-            raise RuntimeError("the epoch stops here")
+            raise error
 
         monkeypatch.setattr(training, "train_epoch_chunks", train_then_fail)
-        with pytest.raises(RuntimeError, match="stops here"):
-            trainer.epochs(X, np.zeros(0, F32), U, V, state, streams, Interrupt(), 1)
-    else:
-        trainer.epochs(X, np.zeros(0, F32), U, V, state, streams, Interrupt(), 1)
+        expected = pytest.raises(type(error))
+    elif fail == "Ctrl-C writing back":
+        real_held = training.sigint_held
+
+        @contextlib.contextmanager
+        def ctrl_c_as_rows_go_back():
+            with real_held():
+                signal.raise_signal(signal.SIGINT)
+                yield
+
+        monkeypatch.setattr(training, "sigint_held", ctrl_c_as_rows_go_back)
+        expected = pytest.warns(RuntimeWarning, match="finishing epoch 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the second Ctrl-C's "training stopped"
+        with expected:
+            trainer.epochs(X, np.zeros(0, F32), U, V, state, streams, interrupt, 1)
     lengths = np.diff(X.indptr)
     order, bounds = plan_epoch(lengths, np.flatnonzero(lengths).astype(np.int64), twin[0], 7)
     item_order = twin[0].permutation(n_items)
     reference.hogwild_epoch(X.indptr, X.indices, order, bounds, Ur, Vr, ru, ri, twin[1], "bpr",
-                            opt, "unseen", 4, 5, 0.1, 0.01, run_length=RUN_LENGTH,
+                            opt, negatives, 4, 30, 0.1, 0.01, run_length=RUN_LENGTH,
                             item_order=item_order)
     assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
     assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
@@ -242,21 +265,37 @@ def _window_epoch(X, seed, opt, fail=False, monkeypatch=None):
                                 "adam_t": "t"}[name]], rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(streams[1], twin[1])
     assert not np.array_equal(item_order, np.arange(n_items))  # the layout did move
+    return interrupt
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adagrad", "adam"])
-@given(seed=st.integers(0, 2**31))
-def test_window_epoch_matches_twin_in_the_items_order(opt, seed):
-    # 60 items in runs of RUN_LENGTH: several runs per positive, in a shuffled order.
+@pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
+@given(seed=st.integers(0, 2**31), negatives=st.sampled_from(["uniform", "unseen"]))
+def test_window_epoch_matches_twin_in_the_items_order(opt, seed, negatives):
+    # 60 items, 30 candidates in runs of RUN_LENGTH: two runs per positive.
+    assert RUN_LENGTH < 30 <= 2 * RUN_LENGTH
     X = sp.random(30, 60, density=0.2, format="csr", random_state=seed % 1000)
     X.data[:] = 1
-    _window_epoch(X, seed, opt)
+    _window_epoch(X, seed, opt, negatives)
 
 
-def test_window_epoch_puts_rows_back_when_it_fails(monkeypatch):
+@pytest.mark.parametrize("fail", ["error", "second Ctrl-C", "Ctrl-C writing back"])
+def test_window_epoch_puts_rows_back_when_it_is_interrupted(fail, monkeypatch):
     X = sp.random(30, 60, density=0.2, format="csr", random_state=7)
     X.data[:] = 1
-    _window_epoch(X, 3, "adagrad", fail=True, monkeypatch=monkeypatch)
+    interrupt = _window_epoch(X, 3, "rowwise-adagrad", fail=fail, monkeypatch=monkeypatch)
+    assert interrupt.requested == (fail != "error")
+
+
+def test_sigint_held_delivers_the_ctrl_c_after_the_block():
+    from bpr_numba._training import sigint_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])

@@ -73,7 +73,9 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     unless the policy is uniform): the caller lays the item rows out in an
     order it shuffles every epoch, so a run is a random set of distinct
     items, read as one contiguous block instead of ``run_length`` random
-    rows (``_training.ItemLayout``).
+    rows (``_training.ItemLayout``). The renumbered ``indices`` are then no
+    longer sorted within a row: this path never calls ``draw_negative``,
+    whose fallback relies on sorted rows.
 
     It is compiled without reference counting (``_nrt=False``: numba's
     atomic incref/decref around every inlined helper's array arguments made
@@ -84,7 +86,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     ----------
     indptr : ndarray of int64, shape (n_users + 1,)
     indices : ndarray of int32, shape (nnz,)
-        Positives, sorted within each row.
+        Positives, sorted within each row (except under ``WINDOW``, see above).
     weights : ndarray of float32, shape (nnz,) or (0,)
         Weight of each positive: it scales the loss and the data gradient of
         the positive's samples (the L2 term is not scaled). Empty: all 1.
