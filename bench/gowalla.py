@@ -17,7 +17,7 @@ outside them).
 Recipes
 -------
 * bpr-numba ``BPR(factors=64, random_state=0)`` (its defaults: 10 epochs);
-  ``BPR.preset("quality", factors=64, random_state=0)`` (20 epochs); each
+  ``BPR.preset("quality", factors=64, random_state=0)`` (its 100 epochs); each
   ``--extra`` JSON object as more ``BPR`` parameters (with ``"preset"`` a
   preset's name). Trained with ``fit(train)`` of one epoch, then
   ``fit_partial(train, epochs=1)`` per epoch: with one thread that gives the
@@ -45,7 +45,8 @@ markdown tables (``python bench/report.py`` renders them into
 bench/RESULTS.md) and draws Recall@20 against training seconds, the published
 figures as dashed lines, to ``bench/results/gowalla.png`` (matplotlib, in the
 ``--ours-python`` interpreter). About 8 minutes on 2 shared cores (37
-checkpoints, each full evaluation 4-11 s); ``--quick`` is a smoke test (2
+checkpoints, each full evaluation 4-11 s; 10.4 minutes on 2026-12-03's
+slower machine with two ``--extra`` recipes); ``--quick`` is a smoke test (2
 epochs per recipe, 3,000 scored users; about 1.5 minutes).
 
 Usage::
