@@ -138,6 +138,11 @@ def fold_in_users(model, rows, epochs):
 def fold_in_items(model, ids, item_users, epochs):
     """Retrain the items ``ids`` (grown if new) from the CSR ``item_users``, users fixed."""
     recipe, epochs = fold_in_recipe(model, epochs)
+    empty = np.diff(item_users.indptr) == 0
+    if empty.any():
+        v.warn_caller(
+            f"{int(empty.sum())} of the {ids.size} items to fold in have no user: they get "
+            "a random vector.")
     # The items are grown and trained in a copy, put in place only when the
     # fold-in succeeded: a diverging or interrupted one leaves the model as it was.
     previous = model._item_factors, model._opt_state.item

@@ -283,7 +283,9 @@ def test_fold_in_warnings_point_at_the_callers_line():
     calls = [lambda: model.recalculate_user(0, empty_user),
              lambda: model.recommend(0, empty_user, N=2, recalculate_user=True),
              lambda: model.recalculate_item([0, 1], items),
-             lambda: model.partial_fit_users([5], empty_user)]
+             lambda: model.partial_fit_users([5], empty_user),
+             lambda: model.partial_fit_items([1, 7], sp.csr_matrix(
+                 np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], np.float32)))]
     for call in calls:
         with pytest.warns(RuntimeWarning, match="random vector") as record:
             call()
