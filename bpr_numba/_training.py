@@ -494,9 +494,11 @@ def sigint_held():
     After the block the previous handler is restored and the held signal is
     raised again, so it is handled as it would have been (KeyboardInterrupt
     by default). Only the main thread receives signals: elsewhere this does
-    nothing.
+    nothing, nor where the handler was not set from Python (embedded
+    interpreters), which could not be put back.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):
         yield
         return
     held = []

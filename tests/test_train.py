@@ -296,6 +296,16 @@ def test_sigint_held_delivers_the_ctrl_c_after_the_block():
             done.append("the rest of the block")
     assert done == ["the rest of the block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # A handler of the user's own is put back and gets the held signal, once.
+    calls = []
+    own = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with sigint_held():
+            signal.raise_signal(signal.SIGINT)
+            assert calls == []
+        assert calls == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, own)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
