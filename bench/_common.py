@@ -274,14 +274,16 @@ class ChildFailed(subprocess.CalledProcessError):
         return f"{super().__str__()}\n{tail}"
 
 
-def run_json(argv, env=None, timeout=None):
-    """Run ``argv`` in a fresh process; return ``(last stdout line as JSON, wall seconds)``.
+def run_json(argv, env=None, timeout=None, cwd=None):
+    """Run ``argv`` in a fresh process (in folder ``cwd``); return ``(last stdout line as
+    JSON, wall seconds)``.
 
     A non-zero exit raises :class:`ChildFailed` (a ``subprocess.CalledProcessError``
     whose ``stderr`` holds the child's).
     """
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)
     wall = time.perf_counter() - start
     if proc.returncode:
         raise ChildFailed(proc.returncode, argv, proc.stdout, proc.stderr)
