@@ -7,8 +7,9 @@ Usage::
 
 Sections: bench/quality.py (quality-*.json), bench/movielens.py
 (movielens-fast/keras-*.json), bench/peers.py (peers-*.json),
-bench/gowalla.py (gowalla-*.json), bench/candidate_runs.py, bench/throughput.py,
-bench/roofline.py, bench/evaluation.py, bench/csv_memory.py and bench/compile.py.
+bench/gowalla.py (gowalla-*.json), bench/candidate_runs.py, bench/ab_epochs.py,
+bench/throughput.py, bench/roofline.py, bench/evaluation.py, bench/csv_memory.py and
+bench/compile.py.
 
 Each section names the command that produced it; figures are copied from the
 JSON files, never typed by hand.
@@ -162,6 +163,12 @@ def candidate_runs_section():
                        "(Gowalla)", "python bench/candidate_runs.py")
 
 
+def ab_epochs_section():
+    """bench/ab_epochs.py's table (the newest run: one revision against another)."""
+    return markdown_of("ab_epochs", "Epoch seconds against an earlier revision",
+                       "python bench/ab_epochs.py --base <revision>")
+
+
 def splice(text, section, heading, before):
     """``text`` with its ``heading`` section (up to the next "## ") replaced by ``section``
     lines, or inserted before the first heading in ``before`` (else at the end)."""
@@ -186,7 +193,9 @@ def splice(text, section, heading, before):
 SECTIONS = {"gowalla": (lambda: gowalla_section(), "## Gowalla:",
                         ("## MovieLens 100k", "## Side by side")),
             "candidate_runs": (lambda: candidate_runs_section(), "## Candidates in runs",
-                               ("## MovieLens 100k", "## Side by side"))}
+                               ("## MovieLens 100k", "## Side by side")),
+            "ab_epochs": (lambda: ab_epochs_section(), "## Epoch seconds against",
+                          ("## MovieLens 100k", "## Side by side"))}
 
 
 def main():
@@ -216,6 +225,7 @@ def main():
     lines += quality_section()
     lines += gowalla_section()
     lines += candidate_runs_section()
+    lines += ab_epochs_section()
     lines += movielens_section()
     lines += peers_section(peers_path, peers)
     for number, speed_path in enumerate(sorted(RESULTS.glob("speed-*.json")), start=1):

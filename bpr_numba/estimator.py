@@ -250,7 +250,7 @@ class BPR(FoldInMixin, FactorModel):
           about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
           one thread; Gowalla, 41k items, 50 candidates in runs
           (``candidate_sampling="auto"``, epochs 1.2 to 1.3x as fast as
-          with independent draws): 88 s on 2 threads of a machine about
+          with independent draws): 83 s on 2 threads of a machine about
           2.5x slower than one on which independent draws took 51 s).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 

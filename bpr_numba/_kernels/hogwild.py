@@ -363,9 +363,9 @@ def _prefetch_state(sum_sq, adam_m, adam_v, row):
     cache miss on the sample's critical path. Announcing the positive's one
     step ahead and the chosen negative's before the user's and the
     positive's steps made the quality preset's Gowalla epoch (per-element
-    Adagrad, 65 floats of state a row, 50 candidates in runs) 1.38x as fast
-    (``python bench/ab_epochs.py --base 184f7e5``: faster in 6 of 6
-    rounds); row-wise Adagrad's one float a row gained nothing measurable.
+    Adagrad, 65 floats of state a row, 50 candidates in runs) 1.24x and
+    1.38x as fast in two runs of ``python bench/ab_epochs.py --base
+    184f7e5``; row-wise Adagrad's one float a row gained nothing measurable.
     """
     if sum_sq.shape[0] > 0:
         prefetch_row_for_write(sum_sq, row)
