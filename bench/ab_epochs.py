@@ -80,6 +80,13 @@ print(json.dumps({"module": bpr_numba.__file__, "seconds": seconds}))
 """
 
 
+def resolve(revision):
+    """The commit that ``revision`` names in this checkout, or None."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+                          cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def parse_args(argv=None):
     parser = make_parser(__doc__, "ab_epochs.py")
     parser.add_argument("--base", required=True, help="the git revision to compare against")
@@ -88,7 +95,14 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per child")
     parser.add_argument("--threads", type=int, default=2)
     add_output_argument(parser, "ab_epochs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.base_commit = resolve(args.base)
+    if args.base_commit is None:
+        parser.error(f"--base {args.base!r} names no commit of the checkout at {REPO}.")
+    for name in ("rounds", "epochs", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1; got {getattr(args, name)}.")
+    return args
 
 
 def run_child(root, cache, recipe, args):
@@ -157,8 +171,7 @@ def markdown(record):
 def main(argv=None):
     start = time.perf_counter()
     args = parse_args(argv)
-    base_commit = subprocess.run(["git", "rev-parse", args.base], cwd=REPO, check=True,
-                                 capture_output=True, text=True).stdout.strip()
+    base_commit = args.base_commit
     head_commit, head_dirty = git_state(REPO)
     record = {"command": "python bench/ab_epochs.py " + " ".join(argv or sys.argv[1:]),
               "args": options(args), "machine": machine_info(),
