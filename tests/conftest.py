@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -27,6 +28,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not os.environ.get("BPR_NUMBA_DATA") and (_SHARED / "ml-100k").is_dir():
     os.environ["BPR_NUMBA_DATA"] = str(_SHARED)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT handled by Python's default handler (KeyboardInterrupt) during the test.
+
+    Tests that send themselves a Ctrl-C need it: a process started in the
+    background by a shell without job control (``cmd &`` in a script,
+    ``nohup``) begins with SIGINT ignored, and the library rightly leaves an
+    ignored Ctrl-C ignored.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @st.composite

@@ -279,14 +279,14 @@ def test_window_epoch_matches_twin_in_the_items_order(opt, seed, negatives):
 
 
 @pytest.mark.parametrize("fail", ["error", "second Ctrl-C", "Ctrl-C writing back"])
-def test_window_epoch_puts_rows_back_when_it_is_interrupted(fail, monkeypatch):
+def test_window_epoch_puts_rows_back_when_it_is_interrupted(fail, monkeypatch, ctrl_c_raises):
     X = sp.random(30, 60, density=0.2, format="csr", random_state=7)
     X.data[:] = 1
     interrupt = _window_epoch(X, 3, "rowwise-adagrad", fail=fail, monkeypatch=monkeypatch)
     assert interrupt.requested == (fail != "error")
 
 
-def test_sigint_held_delivers_the_ctrl_c_after_the_block():
+def test_sigint_held_delivers_the_ctrl_c_after_the_block(ctrl_c_raises):
     from bpr_numba._training import sigint_held
 
     done = []
