@@ -496,6 +496,28 @@ def test_popularity_negatives_follow_popularity_among_the_unseen_items():
                                prob, alias)[1] == -1
 
 
+_WORD_EDGES = (0, 1, 2, 62, 63, 64, 65, 126, 127, 128, 129, 190, 191, 192, 193, 199, 200)
+
+
+@given(items=st.sets(st.one_of(st.sampled_from(_WORD_EDGES[:-1]), st.integers(0, 199)),
+                     max_size=8))
+def test_any_marked_matches_the_bits_one_by_one(items):
+    # The window's fast path skips checking its run's rows one by one only when
+    # no bit of the run is set. Bitset words are 64 bits: runs within one word,
+    # across two and over whole words, from and to every edge of a word.
+    from bpr_numba._kernels.sampling import any_marked, is_marked, mark_row
+
+    seen = np.zeros(4, np.uint64)
+    marked = np.array(sorted(items), np.int32)
+    mark_row(seen, marked, 0, marked.size, True)
+    assert [i for i in range(200) if is_marked(seen, i)] == sorted(items)
+    for start in _WORD_EDGES[:-1]:
+        for end in _WORD_EDGES:
+            if end > start:
+                assert any_marked(seen, start, end) == any(start <= i < end for i in items), \
+                    (start, end)
+
+
 @pytest.mark.parametrize("alias", [None, (np.ones(1), np.zeros(1, np.int64))])
 def test_popularity_without_a_table_of_every_item_is_refused(alias):
     # The kernel reads the table without bounds checks: a missing or short one is refused.

@@ -23,7 +23,8 @@ from .memory import prefetch_row, prefetch_row_for_write
 from .optim import (OPT_ADAGRAD, OPT_ADAGRAD_ROWWISE, OPT_ADAM, OPT_SGD, ROW_UPDATES,
                     diff_dot, dot, sgd_triplet, sum_sq3)
 from .rng import next_below
-from .sampling import NEG_UNIFORM, draw_negative, draw_popular_unseen, is_marked, mark_row
+from .sampling import (NEG_UNIFORM, any_marked, draw_negative, draw_popular_unseen, is_marked,
+                       mark_row)
 
 # Bits of ``update_mask``: which rows of a triplet (u, i, j) a sample updates.
 # Full training updates all three; fold-in of users updates only u against
@@ -398,6 +399,18 @@ def _best_of_run(user_factors, u, item_factors, seen, skip_seen, r, n_candidates
     (not every item is a positive of the user).
     """
     n_items = item_factors.shape[0]
+    end = r + n_candidates
+    if end <= n_items and not (skip_seen and any_marked(seen, r, end)):
+        # The common case, as the loop below would score it: no wrap-around and
+        # no positive of the user in the run, so no row is checked one by one.
+        j = r
+        best = dot(user_factors, u, item_factors, r)
+        for q in range(r + 1, end):
+            s = dot(user_factors, u, item_factors, q)
+            if s > best:
+                best = s
+                j = q
+        return j, best
     best = np.float32(0.0)
     j = -1
     n = 0

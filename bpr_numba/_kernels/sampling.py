@@ -33,6 +33,7 @@ _REJECTION_TRIES = 8
 
 
 _ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _LOW6 = np.int64(63)
 
 
@@ -52,6 +53,26 @@ def mark_row(seen, indices, start, end, value):
 def is_marked(seen, item):
     """Whether ``item``'s bit is set in the bitset ``seen``."""
     return (seen[item >> 6] >> np.uint64(item & _LOW6)) & _ONE != np.uint64(0)
+
+
+@njit(cache=True, inline="always")
+def any_marked(seen, start, end):
+    """Whether any of the bits ``start <= item < end`` is set in the bitset ``seen``.
+
+    Needs ``start < end``; reads the one to few words that hold those bits.
+    """
+    first = start >> 6
+    last = (end - 1) >> 6
+    low = _ALL << np.uint64(start & _LOW6)  # bits from start on, in the first word
+    high = _ALL >> np.uint64(_LOW6 - ((end - 1) & _LOW6))  # bits up to end - 1, in the last
+    if first == last:
+        return seen[first] & low & high != np.uint64(0)
+    if seen[first] & low != np.uint64(0):
+        return True
+    for w in range(first + 1, last):
+        if seen[w] != np.uint64(0):
+            return True
+    return seen[last] & high != np.uint64(0)
 
 
 @njit(cache=True, inline="always")
