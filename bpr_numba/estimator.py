@@ -249,9 +249,9 @@ class BPR(FoldInMixin, FactorModel):
           (``negative_candidates="auto"``), for the best ranking quality;
           about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
           one thread; Gowalla, 41k items, 50 candidates in runs
-          (``candidate_sampling="auto"``, epochs 1.2 to 1.3x as fast as
-          with independent draws): 83 s on 2 threads of a machine about
-          2.5x slower than one on which independent draws took 51 s).
+          (``candidate_sampling="auto"``): 60 s on 2 threads, 104 s with
+          independent draws in the same run, on a machine about 2.5x
+          slower than one on which independent draws took 51 s).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its
