@@ -269,11 +269,15 @@ def _window_epoch(X, seed, opt, negatives="unseen", fail=None, monkeypatch=None)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adagrad", "rowwise-adagrad", "adam"])
-@given(seed=st.integers(0, 2**31), negatives=st.sampled_from(["uniform", "unseen"]))
-def test_window_epoch_matches_twin_in_the_items_order(opt, seed, negatives):
-    # 60 items, 30 candidates in runs of RUN_LENGTH: two runs per positive.
+@given(seed=st.integers(0, 2**31), negatives=st.sampled_from(["uniform", "unseen"]),
+       shape=st.sampled_from([(60, 0.2), (200, 0.03)]))
+def test_window_epoch_matches_twin_in_the_items_order(opt, seed, negatives, shape):
+    # 30 candidates in runs of RUN_LENGTH: two runs per positive. 60 items at
+    # 12 positives a user: most runs hold a positive (the row-by-row loop);
+    # 200 items (four bitset words) at 6: about half do not (the plain loop).
     assert RUN_LENGTH < 30 <= 2 * RUN_LENGTH
-    X = sp.random(30, 60, density=0.2, format="csr", random_state=seed % 1000)
+    n_items, density = shape
+    X = sp.random(30, n_items, density=density, format="csr", random_state=seed % 1000)
     X.data[:] = 1
     _window_epoch(X, seed, opt, negatives)
 

@@ -396,7 +396,7 @@ def _best_of_run(user_factors, u, item_factors, seen, skip_seen, r, n_candidates
     Rows follow each other from ``r``, wrapping around after the last one;
     with ``skip_seen`` the rows marked in ``seen`` (the user's positives) are
     passed over and not counted. The caller makes sure one row is left
-    (not every item is a positive of the user).
+    (not every item is a positive of the user) and ``n_candidates >= 1``.
     """
     n_items = item_factors.shape[0]
     end = r + n_candidates
