@@ -402,7 +402,9 @@ def _best_of_run(user_factors, u, item_factors, seen, skip_seen, r, n_candidates
     end = r + n_candidates
     if end <= n_items and not (skip_seen and any_marked(seen, r, end)):
         # The common case, as the loop below would score it: no wrap-around and
-        # no positive of the user in the run, so no row is checked one by one.
+        # no positive of the user in the run, so no row is checked one by one
+        # (the quality preset's Gowalla epoch 1.26x to 1.30x as fast in two
+        # runs of ``python bench/ab_epochs.py --base 8c807fa``).
         j = r
         best = dot(user_factors, u, item_factors, r)
         for q in range(r + 1, end):
