@@ -341,6 +341,10 @@ class FactorModel:
     #: Whether ``save`` writes a model that was never fitted (its parameters only).
     _saves_unfitted = False
 
+    #: Parameters added after files without them were written, with the value
+    #: that does what those files' models did (not always the new default).
+    _params_before = {}
+
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save` (from a path or a binary file object).
@@ -359,7 +363,7 @@ class FactorModel:
         if kind != cls.__name__:
             raise ValueError(f"{path} holds a {kind} model; load it with {kind}.load().")
         try:
-            model = cls(**header["params"])
+            model = cls(**{**cls._params_before, **header["params"]})
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path} holds invalid parameters: {exc}") from exc
         if header.get("fitted", True) is False:

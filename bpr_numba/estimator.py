@@ -200,6 +200,11 @@ class BPR(FoldInMixin, FactorModel):
 
     _fit_hint = "call fit(), or initialize(n_users, n_items)"
 
+    # Models saved before candidate_sampling existed drew every candidate on
+    # its own: fit_partial on them goes on doing so ("auto" would switch a
+    # model with 25 or more candidates to runs).
+    _params_before = {"candidate_sampling": "independent"}
+
     def __init__(self, factors=64, loss="bpr", optimizer="rowwise-adagrad", learning_rate=None,
                  regularization=0.03, epochs=10, negatives="unseen", negative_candidates=None,
                  candidate_sampling="auto", negative_pool=0, item_bias=True,

@@ -319,6 +319,28 @@ def test_load_rejects_a_newer_version_and_missing_keys(tmp_path):
         BPR.load(tmp_path / "missing.npz")
 
 
+def test_a_file_from_before_a_parameter_loads_with_what_its_model_did(tmp_path):
+    # candidate_sampling came after files were written without it; their models
+    # drew each candidate on its own, which "independent" goes on doing.
+    import json
+
+    train, _ = _data()
+    path = tmp_path / "model.npz"
+    BPR(factors=3, epochs=1, negative_candidates=30).fit(train, show_progress=False).save(path)
+    assert BPR.load(path).candidate_sampling == "auto"  # saved, so kept
+    with np.load(path, allow_pickle=False) as npz:
+        header = json.loads(str(npz["header"]))
+    del header["params"]["candidate_sampling"]
+    _rewrite(path, header=np.array(json.dumps(header)))
+    old = BPR.load(path)
+    assert old.candidate_sampling == "independent"
+    assert {k: v for k, v in old.get_params().items() if k != "candidate_sampling"} == \
+        {k: v for k, v in header["params"].items()}
+    old.fit_partial(train, show_progress=False)  # trains on as it did
+    assert BPR(negative_candidates=30)._recipe().runs_for(30)  # "auto": runs of 30
+    assert not old._recipe().runs_for(30)
+
+
 def test_a_failed_save_leaves_the_existing_file_intact(tmp_path, monkeypatch):
     path = _saved(tmp_path)
     before = path.read_bytes()

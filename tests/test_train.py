@@ -522,6 +522,37 @@ def test_any_marked_matches_the_bits_one_by_one(items):
                     (start, end)
 
 
+@given(n_items=st.integers(1, 200), n_rows=st.integers(1, 3), data=st.data())
+def test_best_of_run_takes_the_first_of_equal_bests(n_items, n_rows, data):
+    # The items share 1 to 3 distinct rows, so most candidates of a run tie:
+    # the run's best is its first row of the highest score, in run order
+    # (wrapping past the last row; under "unseen" the user's positives are
+    # passed over and not counted), as a twin walking the rows finds it. The
+    # kernel's dot scores both sides, so equal rows tie exactly. The plain
+    # loop (no positive in the run, no wrap) and the row-by-row one both run.
+    from bpr_numba._kernels.hogwild import _best_of_run
+    from bpr_numba._kernels.sampling import mark_row
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31), label="seed"))
+    U = rng.uniform(-1, 1, (1, 4)).astype(F32)
+    V = rng.uniform(-1, 1, (n_rows, 4)).astype(F32)[rng.integers(0, n_rows, n_items)]
+    positives = data.draw(st.sets(st.integers(0, n_items - 1), max_size=n_items - 1),
+                          label="positives")
+    skip_seen = data.draw(st.booleans(), label="skip_seen")
+    seen = np.zeros((n_items + 63) // 64, np.uint64)
+    marked = np.array(sorted(positives), np.int32)
+    mark_row(seen, marked, 0, marked.size, True)
+    r = data.draw(st.integers(0, n_items - 1), label="r")
+    n_unseen = n_items - len(positives) if skip_seen else n_items
+    n_candidates = data.draw(st.integers(1, n_unseen), label="n_candidates")
+    walk = [(r + k) % n_items for k in range(n_items)]
+    run = [q for q in walk if not (skip_seen and q in positives)][:n_candidates]
+    scores = [dot(U, 0, V, q) for q in run]
+    first_best = int(np.argmax(scores))  # the first of equal maxima
+    j, best = _best_of_run(U, 0, V, seen, skip_seen, r, n_candidates)
+    assert (j, best) == (run[first_best], scores[first_best])
+
+
 @pytest.mark.parametrize("alias", [None, (np.ones(1), np.zeros(1, np.int64))])
 def test_popularity_without_a_table_of_every_item_is_refused(alias):
     # The kernel reads the table without bounds checks: a missing or short one is refused.
