@@ -141,6 +141,7 @@ class Recipe:
     negatives: str
     negative_candidates: int | str | None
     candidate_sampling: str
+    candidate_exponent: float
     negative_pool: int
     item_bias: bool
     use_weights: bool
@@ -181,6 +182,8 @@ class Recipe:
             negative_candidates=_check_candidates(params["negative_candidates"]),
             candidate_sampling=v.check_choice(params["candidate_sampling"], "candidate_sampling",
                                               list(CANDIDATE_SAMPLINGS)),
+            candidate_exponent=v.check_float(params["candidate_exponent"],
+                                             "candidate_exponent", low=0.0, high=2.0),
             negative_pool=v.check_nonneg_int(params["negative_pool"], "negative_pool"),
             item_bias=v.check_bool(params["item_bias"], "item_bias"),
             use_weights=v.check_bool(params["use_weights"], "use_weights"),
@@ -229,6 +232,56 @@ class Recipe:
         if self.negative_candidates == "auto":
             return scaled
         return min(scaled, max(3, CANDIDATE_BUDGET // max(int(n_samples), 1)))
+
+    def candidate_counts(self, row_lengths, n_candidates):
+        """Each user's candidates per positive under ``candidate_exponent``; None when it is 0.
+
+        A user with ``n`` positives gets ``round(s * n ** -candidate_exponent)``
+        candidates, within ``ceil(n_candidates / 5)`` and ``3 * n_candidates``,
+        the scale ``s`` chosen so that an epoch scores about as many candidates
+        as ``n_candidates`` for every positive (at least as many, and at most
+        one more per positive): users with few positives get more (harder
+        negatives), users with many fewer. Users without positives (not
+        trained) get ``n_candidates``.
+
+        Parameters
+        ----------
+        row_lengths : ndarray of int, shape (n_users,)
+            Positives per user.
+        n_candidates : int
+
+        Returns
+        -------
+        ndarray of int64, shape (n_users,), or None
+        """
+        exponent = self.candidate_exponent
+        if exponent == 0.0:
+            return None
+        row_lengths = np.asarray(row_lengths, np.int64)
+        lengths, n_users = np.unique(row_lengths[row_lengths > 0], return_counts=True)
+        low, high = max(1, -(-n_candidates // 5)), 3 * n_candidates
+        if lengths.size == 0:
+            return np.full(row_lengths.shape, n_candidates, np.int64)
+        shrink = lengths.astype(np.float64) ** -exponent
+        positives = lengths * n_users  # per distinct length
+
+        def counts(scale, shrink):
+            return np.clip(np.rint(scale * shrink), low, high).astype(np.int64)
+
+        budget = n_candidates * int(positives.sum())
+        # Every count at ``low`` (<= n_candidates) at the lower end, at ``high``
+        # at the upper; the smallest scale that reaches the budget, by bisection.
+        lower, upper = low / shrink.max() / 2, high / shrink.min() * 2
+        for _ in range(100):
+            middle = (lower * upper) ** 0.5
+            if int((positives * counts(middle, shrink)).sum()) >= budget:
+                upper = middle
+            else:
+                lower = middle
+        out = np.full(row_lengths.shape, n_candidates, np.int64)
+        trained = row_lengths > 0
+        out[trained] = counts(upper, row_lengths[trained].astype(np.float64) ** -exponent)
+        return out
 
     def runs_for(self, n_candidates):
         """Whether training draws ``n_candidates`` candidates per positive in runs.
@@ -393,7 +446,7 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                        states, adam_alpha, loss_code, opt_code, neg_code, n_user_cols,
                        n_candidates, update_mask, lr, reg, beta_1, beta_2, epsilon,
                        num_threads=0, pool_size=0, out=None, alias=None, chunks=None,
-                       window=False, run_length=None):
+                       window=False, run_length=None, user_candidates=None):
     """Train the chunks of one epoch, or of several, on ``num_threads`` threads, Hogwild style.
 
     The kernel of the optimiser and the way candidates are drawn
@@ -424,7 +477,10 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
       ``item_factors``, each run from a random start (its user's positives
       skipped unless the policy is uniform), not separate draws (the caller
       lays the rows out in a shuffled order: ``ItemLayout``); not with a
-      pool or the popularity policy.
+      pool or the popularity policy;
+    - ``user_candidates``: int64, one count per row of ``indptr`` (each >= 1),
+      the candidates per positive of each user instead of ``n_candidates``
+      (``Recipe.candidate_counts``); None: ``n_candidates`` for all.
 
     Returns
     -------
@@ -444,6 +500,15 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                          f"items; got {None if alias is None else len(alias[0])}.")
     if alias is None:
         alias = (np.zeros(0, np.float64), np.zeros(0, np.int64))
+    if user_candidates is None:
+        user_candidates = np.zeros(0, np.int64)
+    elif (user_candidates.dtype != np.int64 or user_candidates.shape != (indptr.size - 1,)
+          or user_candidates.min(initial=1) < 1):
+        # The kernel reads them without bounds checks and sizes nothing by them.
+        raise ValueError(f"user_candidates must be int64 counts >= 1, one per user "
+                         f"({indptr.size - 1}); got {user_candidates.dtype} of shape "
+                         f"{user_candidates.shape}.")
+    most_candidates = max(n_candidates, int(user_candidates.max(initial=0)))
     shape = user_order.shape[:-1] + states.shape  # (n_chunks,) or (n, n_chunks)
     user_order, chunk_bounds = np.atleast_2d(user_order), np.atleast_2d(chunk_bounds)
     n_epochs, n_chunks = chunk_bounds.shape[0], states.shape[0]
@@ -466,11 +531,12 @@ def train_epoch_chunks(indptr, indices, weights, user_order, chunk_bounds,
                    np.empty(max_row, np.int64),
                    np.zeros((n_items + 63) // 64 if neg_code != NEG_UNIFORM else 0, np.uint64),
                    np.empty(pool_size, np.int64), np.empty(pool_size, np.float32),
-                   np.empty(n_candidates, np.int64), np.empty(n_candidates, np.int64))
+                   np.empty(most_candidates, np.int64), np.empty(most_candidates, np.int64))
         kernel(indptr, indices, weights, user_order, chunk_bounds, first + a, first + b, *alias,
                user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m, user_adam_v,
                user_adam_t, item_adam_m, item_adam_v, item_adam_t, states, adam_alpha,
-               loss_code, neg_code, n_user_cols, n_candidates, run_length, *flags, *scratch,
+               loss_code, neg_code, n_user_cols, n_candidates, user_candidates, run_length,
+               *flags, *scratch,
                lr, reg, beta_1, beta_2, epsilon, *kernel_out)
 
     # A small epoch is one range per thread: each kernel call costs ~40 us of
@@ -658,6 +724,10 @@ class HogwildTrainer:
         # where they are and draws its candidates independently.
         n_candidates = r.candidates_for(X.shape[1], X.nnz)
         window = update_mask == UPDATE_ALL and r.runs_for(n_candidates)
+        # Counts by user activity in full training only: fold-in trains a few
+        # users or items on their own, every positive with n_candidates.
+        user_candidates = (r.candidate_counts(row_lengths, n_candidates)
+                           if update_mask == UPDATE_ALL else None)
         if window:
             if n != 1:
                 raise ValueError("candidates in runs train one epoch per call.")
@@ -678,7 +748,7 @@ class HogwildTrainer:
                 f32(r.learning_rate),
                 f32(r.regularization), f32(LAZY_BETA_1), f32(LAZY_BETA_2),
                 f32(LAZY_EPSILON), r.num_threads, r.negative_pool, per_chunk, alias,
-                chunks=(first, end), window=window)
+                chunks=(first, end), window=window, user_candidates=user_candidates)
 
         slices = (call_slices(chunk_bounds[0], row_lengths, user_order[0]) if n == 1
                   else [(0, shape[1])])
@@ -817,13 +887,14 @@ class ListwiseTrainer(HogwildTrainer):
                 "norm and has no item bias; set item_bias=False."
             )
         if (recipe.negative_candidates not in (None, 1, 3, "auto") or recipe.negative_pool
-                or recipe.candidate_sampling == "window"):
+                or recipe.candidate_sampling == "window" or recipe.candidate_exponent):
             raise ValueError(
                 f"loss={recipe.loss!r} draws n_negatives ({recipe.n_negatives}) negatives per "
                 f"user instead of candidates; got negative_candidates="
-                f"{recipe.negative_candidates!r}, negative_pool={recipe.negative_pool} and "
-                f"candidate_sampling={recipe.candidate_sampling!r}, expected the defaults "
-                "(None, 0 and 'auto', or 'independent')."
+                f"{recipe.negative_candidates!r}, negative_pool={recipe.negative_pool}, "
+                f"candidate_sampling={recipe.candidate_sampling!r} and candidate_exponent="
+                f"{recipe.candidate_exponent}, expected the defaults (None, 0, 'auto' or "
+                "'independent', and 0)."
             )
 
     def epochs(self, X, weights, user_factors, item_factors, state, streams, interrupt, epoch,
@@ -927,13 +998,15 @@ class DenseAdamTrainer:
                 "model has no bias); set item_bias=False."
             )
         if (recipe.negatives != "uniform" or recipe.negative_candidates != 1
-                or recipe.negative_pool or recipe.candidate_sampling == "window"):
+                or recipe.negative_pool or recipe.candidate_sampling == "window"
+                or recipe.candidate_exponent):
             raise ValueError(
                 "optimizer='dense-adam' draws one uniform negative per positive like Keras; "
                 f"got negatives={recipe.negatives!r}, negative_candidates="
-                f"{recipe.negative_candidates}, negative_pool={recipe.negative_pool} and "
-                f"candidate_sampling={recipe.candidate_sampling!r}, expected 'uniform', 1, 0 "
-                "and 'auto' or 'independent'."
+                f"{recipe.negative_candidates}, negative_pool={recipe.negative_pool}, "
+                f"candidate_sampling={recipe.candidate_sampling!r} and candidate_exponent="
+                f"{recipe.candidate_exponent}, expected 'uniform', 1, 0, 'auto' or "
+                "'independent', and 0."
             )
 
     def triplets(self, model, users, positives, negatives, interrupt, epoch):

@@ -136,7 +136,8 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
     each positive's candidates from a per-user pool scored once, the chosen
     entry scored again after its step. ``run_length`` > 0: the candidates
     are runs of items consecutive in ``item_order`` (a permutation of the
-    items; None: their ids), ``candidate_runs``.
+    items; None: their ids), ``candidate_runs``. ``n_candidates``: one count
+    for every user, or an array of each user's count.
     """
     n_items, k = V.shape
     reg = F32(reg)
@@ -144,6 +145,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
     for c in range(len(chunk_bounds) - 1):
         state = states[c]
         for u in user_order[chunk_bounds[c]:chunk_bounds[c + 1]]:
+            nc = int(n_candidates[u]) if np.ndim(n_candidates) else n_candidates
             row = indices[indptr[u]:indptr[u + 1]]
             order = list(range(len(row)))
             for a in range(len(row) - 1, 0, -1):
@@ -163,7 +165,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     if not pool:
                         continue
                     state, q = next_below(state, len(pool))
-                    for _ in range(n_candidates - 1):
+                    for _ in range(nc - 1):
                         state, q2 = next_below(state, len(pool))
                         if pool[q2][1] > pool[q][1]:
                             q = q2
@@ -173,7 +175,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     if negatives != "uniform" and len(row) >= n_items:
                         continue  # no negative: nothing drawn
                     state, candidates = candidate_runs(state, row, n_items, negatives,
-                                                       n_candidates, run_length, item_order)
+                                                       nc, run_length, item_order)
                     scores = [dot(U, u, V, c) for c in candidates]
                     j = candidates[int(np.argmax(scores))]  # the first of equal bests
                     best = scores[int(np.argmax(scores))]
@@ -184,7 +186,7 @@ def hogwild_epoch(indptr, indices, user_order, chunk_bounds, U, V, user_state, i
                     # The kernel's dot leaf (tested against np.dot on its own), so
                     # both sides pick the same candidate even on near-ties.
                     best = dot(U, u, V, j)
-                    for _ in range(n_candidates - 1):
+                    for _ in range(nc - 1):
                         state, j2 = draw_negative(state, row, n_items, negatives, alias=alias)
                         score = dot(U, u, V, j2)
                         if score > best:

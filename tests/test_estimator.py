@@ -331,3 +331,81 @@ def test_negative_pool_trains_reproducibly_and_differently():
     assert _auc(pooled[0], test, X) > 0.9
     with pytest.raises(ValueError, match="negative_pool"):
         BPR.keras_compatible(negative_pool=4).fit(X)
+
+
+# ------------------------------------------------------------ candidate_exponent
+@given(lengths=st.lists(st.integers(0, 300), min_size=1, max_size=40),
+       n_candidates=st.integers(1, 60), exponent=st.floats(0.05, 2.0))
+def test_candidate_counts_share_the_budget_out_by_activity(lengths, n_candidates, exponent):
+    from bpr_numba._training import Recipe
+
+    lengths = np.array(lengths, np.int64)
+    recipe = Recipe.check(BPR(candidate_exponent=exponent).get_params())
+    counts = recipe.candidate_counts(lengths, n_candidates)
+    assert counts.dtype == np.int64 and counts.shape == lengths.shape
+    trained = lengths > 0
+    assert np.all(counts[~trained] == n_candidates)
+    low, high = -(-n_candidates // 5), 3 * n_candidates
+    assert np.all((counts[trained] >= low) & (counts[trained] <= high))
+    # Fewer positives, at least as many candidates.
+    by_length = counts[trained][np.argsort(lengths[trained], kind="stable")]
+    assert np.all(np.diff(by_length) <= 0)
+    # An epoch's candidates: as many as n_candidates for every positive, at most
+    # one more per positive.
+    budget = n_candidates * lengths.sum()
+    assert budget <= (counts * lengths).sum() <= budget + lengths.sum()
+    if len(set(lengths[trained])) <= 1:
+        assert np.all(counts == n_candidates)  # equal activity: nothing to share out
+
+
+def test_candidate_exponent_0_is_the_same_count_for_everyone():
+    from bpr_numba._training import Recipe
+
+    assert Recipe.check(BPR().get_params()).candidate_counts(np.arange(5), 7) is None
+
+
+def test_candidate_exponent_trains_differently_only_when_activity_differs():
+    # Planted blocks: every user has the same number of positives, so every user
+    # gets the resolved count and the fits are the same to the bit; a matrix of
+    # varied rows trains differently, reproducibly.
+    X = _planted_blocks()[0]
+    fits = [BPR(factors=4, epochs=2, negative_candidates=5, candidate_exponent=e, num_threads=1,
+                random_state=0).fit(X) for e in (0.0, 0.75)]
+    np.testing.assert_array_equal(fits[0].item_factors, fits[1].item_factors)
+    liked = np.random.default_rng(1).random((60, 40)) < 0.15  # about 6 items a user
+    liked[:5, 3:] = True  # and five users with 37 or more
+    X = sp.csr_matrix(liked.astype(np.float32))
+    fits = [BPR(factors=4, epochs=2, negative_candidates=5, candidate_exponent=e, num_threads=1,
+                random_state=0).fit(X) for e in (0.0, 0.75, 0.75)]
+    assert not np.array_equal(fits[0].item_factors, fits[1].item_factors)
+    np.testing.assert_array_equal(fits[1].item_factors, fits[2].item_factors)
+
+
+def test_fold_in_draws_the_resolved_count_whatever_the_exponent():
+    X = sp.random(60, 40, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    X.data[:] = 1
+    model = BPR(factors=4, epochs=2, negative_candidates=5, candidate_exponent=1.0,
+                num_threads=1, random_state=0).fit(X)
+    plain = copy.deepcopy(model).set_params(candidate_exponent=0.0)
+    rows = np.arange(10)
+    np.testing.assert_array_equal(model.recalculate_user(rows, X, epochs=2),
+                                  plain.recalculate_user(rows, X, epochs=2))
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (-0.5, ValueError, "candidate_exponent must be >= 0.0"),
+    (2.5, ValueError, "candidate_exponent must be <= 2.0"),
+    (float("nan"), ValueError, "candidate_exponent must be finite"),
+    ("0.75", TypeError, "candidate_exponent must be a real number"),
+])
+def test_bad_candidate_exponents_are_refused(value, error, match):
+    with pytest.raises(error, match=match):
+        BPR(candidate_exponent=value).fit(_planted_blocks()[0])
+
+
+def test_candidate_exponent_is_refused_where_no_candidates_are_drawn():
+    X = _planted_blocks()[0]
+    with pytest.raises(ValueError, match="candidate_exponent=0.5, expected"):
+        BPR(loss="softmax", candidate_exponent=0.5).fit(X)
+    with pytest.raises(ValueError, match="candidate_exponent=0.5, expected"):
+        BPR.keras_compatible(candidate_exponent=0.5).fit(X)

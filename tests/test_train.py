@@ -74,9 +74,10 @@ _UPDATE_BITS = {"user": UPDATE_USER, "positive": UPDATE_POSITIVE, "negative": UP
 
 def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.01, epochs=2,
               weights=None, update=("user", "positive", "negative"), pool_size=0,
-              stacked=False, run_length=0):
+              stacked=False, run_length=0, user_candidates=None):
     """The kernel and the twin on one thread; ``stacked``: the kernel's epochs in one call;
-    ``run_length`` > 0: candidates in runs of consecutive rows (``window=True``)."""
+    ``run_length`` > 0: candidates in runs of consecutive rows (``window=True``);
+    ``user_candidates``: each user's count instead of ``n_candidates``."""
     rng = np.random.default_rng(seed)
     n_users, n_items = X.shape
     # Popularity with a steep exponent: draws hit the users' positives often,
@@ -109,7 +110,7 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
             states, ADAM_ALPHA, LOSSES[loss], OPTIMIZERS[opt], NEGATIVES[negatives], n_user_cols,
             n_candidates, mask, F32(lr), F32(reg), F32(0.9), F32(0.999), F32(1e-8),
             num_threads=1, pool_size=pool_size, alias=alias, window=run_length > 0,
-            run_length=run_length or None)
+            run_length=run_length or None, user_candidates=user_candidates)
 
     if stacked:  # the epochs' plans stacked, one row per epoch, in one kernel call
         totals = kernel(np.stack([p[0] for p in plans]), np.stack([p[1] for p in plans]))
@@ -120,8 +121,8 @@ def _run_both(X, opt, loss, negatives, n_candidates, bias, seed, lr=0.05, reg=0.
     for e, (order, bounds) in enumerate(plans):  # one thread: one sample order for both
         ref_loss = reference.hogwild_epoch(
             indptr, indices, order, bounds, Ur, Vr, ru, ri, states_ref, loss, opt,
-            negatives, n_user_cols, n_candidates, lr, reg, weights, update, pool_size, alias,
-            run_length)
+            negatives, n_user_cols, n_candidates if user_candidates is None else user_candidates,
+            lr, reg, weights, update, pool_size, alias, run_length)
         assert_allclose(loss_sum[e].sum(), ref_loss, rtol=1e-5)
     assert n_refused.sum() == 0
     np.testing.assert_array_equal(states, states_ref)
@@ -176,6 +177,43 @@ def test_candidate_runs_match_numpy_twin(opt, X, seed, negatives, n_candidates, 
     full = np.diff(X.indptr) >= X.shape[1]
     if negatives != "uniform":
         assert n_skipped.sum() == np.diff(X.indptr)[full].sum()
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adagrad"])
+@pytest.mark.parametrize("draw", ["uniform", "unseen", "popularity", "pool", "runs"])
+@given(X=sparse_interactions(max_users=8, max_items=10), seed=st.integers(0, 2**31),
+       data=st.data())
+def test_per_user_candidate_counts_match_numpy_twin(opt, draw, X, seed, data):
+    # Each user scores its own count of candidates (candidate_exponent), from 1
+    # (one draw: the fused pass of the fresh draws) to more than n_candidates
+    # (the scratch rows are sized by the largest), in every way of drawing them.
+    counts = np.array(data.draw(st.lists(st.integers(1, 7), min_size=X.shape[0],
+                                         max_size=X.shape[0]), label="counts"), np.int64)
+    negatives = "unseen" if draw in ("pool", "runs") else draw
+    (U, V), (Ur, Vr), _ = _run_both(
+        X, opt, "bpr", negatives, 2, True, seed, pool_size=5 if draw == "pool" else 0,
+        run_length=3 if draw == "runs" else 0, user_candidates=counts)
+    assert_allclose(U, Ur, rtol=1e-4, atol=1e-5)
+    assert_allclose(V, Vr, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("counts", [np.ones(3, np.int64), np.ones(5, np.int32),
+                                    np.array([1, 1, 0, 1, 1], np.int64)])
+def test_per_user_candidate_counts_are_checked(counts):
+    # The kernel indexes them by user and trusts them: a short array, another
+    # dtype or a count of 0 would read out of bounds or draw nothing.
+    X = sp.random(5, 8, density=0.4, format="csr", random_state=1)
+    e, t = np.zeros((0, 0), F32), np.zeros(0, np.int64)
+    U, V = np.ones((5, 3), F32), np.ones((8, 3), F32)
+    order, bounds = plan_epoch(np.diff(X.indptr), np.flatnonzero(np.diff(X.indptr)),
+                               np.random.default_rng(0), 2)
+    with pytest.raises(ValueError, match="user_candidates must be int64 counts >= 1, one per "
+                                         r"user \(5\)"):
+        train_epoch_chunks(X.indptr.astype(np.int64), X.indices.astype(np.int32),
+                           np.zeros(0, F32), order, bounds, U, V, e, e, e, e, t, e, e, t,
+                           np.arange(2, dtype=np.uint64), ADAM_ALPHA, LOSSES["bpr"],
+                           OPTIMIZERS["sgd"], NEGATIVES["unseen"], 3, 2, UPDATE_ALL, F32(0.1),
+                           F32(0.0), F32(0.9), F32(0.999), F32(1e-8), user_candidates=counts)
 
 
 def test_candidate_runs_refuse_a_pool_or_popularity():

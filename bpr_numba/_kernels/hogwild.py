@@ -42,7 +42,8 @@ _PRODUCT_LIMIT = 1e300
 def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end, alias_prob,
                  alias_items, user_factors, item_factors, user_sum_sq, item_sum_sq, user_adam_m,
                  user_adam_v, user_adam_t, item_adam_m, item_adam_v, item_adam_t, states,
-                 adam_alpha, loss_code, neg_code, n_user_cols, n_candidates, run_length, do_user,
+                 adam_alpha, loss_code, neg_code, n_user_cols, n_candidates, user_candidates,
+                 run_length, do_user,
                  do_pos, do_neg, weighted,
                  grad_u, grad_i, grad_j, scratch, order, seen, pool_items, pool_scores,
                  cand, cand_next, lr, reg, beta_1, beta_2, epsilon,
@@ -116,6 +117,10 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
         is the constant 1 that pairs with an item bias).
     n_candidates : int
         Negatives drawn per positive; the highest scoring one is trained on.
+    user_candidates : ndarray of int64, shape (n_users,) or (0,)
+        Per user, its candidates per positive instead of ``n_candidates``
+        (each >= 1; the scratch ``cand`` rows as long as the largest).
+        Empty: ``n_candidates`` for every user.
     run_length : int
         Under ``WINDOW``: the longest run of consecutive candidate rows.
     pool_size : int
@@ -150,7 +155,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
     order : ndarray of int64, shape (>= longest row,)
     seen : ndarray of uint64, shape (ceil(n_items / 64),), or (0,) under "uniform"
     pool_items, pool_scores : ndarray of int64 / float32, shape (pool_size,)
-    cand, cand_next : ndarray of int64, shape (n_candidates,)
+    cand, cand_next : ndarray of int64, shape (>= any user's candidates,)
         Scratch, overwritten.
     """
     n_items = item_factors.shape[0]
@@ -168,6 +173,7 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                 u = user_order[e, k]
                 start = indptr[u]
                 n_pos = indptr[u + 1] - start
+                nc = user_candidates[u] if user_candidates.shape[0] > 0 else n_candidates
                 if neg_code != NEG_UNIFORM:
                     mark_row(seen, indices, start, start + n_pos, True)
                 for a in range(n_pos):
@@ -210,17 +216,16 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                                 # The starts of the runs; their rows are scored at the step.
                                 n_next = 0
                                 if neg_code == NEG_UNIFORM or n_pos < n_items:
-                                    n_next = (n_candidates + run_length - 1) // run_length
+                                    n_next = (nc + run_length - 1) // run_length
                                 for t in range(n_next):
                                     state, cand_next[t] = next_below(state, n_items)
                             elif POPULARITY:  # noqa: F821
                                 state, n_next = _draw_popular_candidates(
                                     state, indptr, indices, seen, u, n_items, alias_prob,
-                                    alias_items, n_candidates, cand_next)
+                                    alias_items, nc, cand_next)
                             else:
                                 state, n_next = _draw_candidates(state, indptr, indices, seen, u,
-                                                                 n_items, neg_code, n_candidates,
-                                                                 cand_next)
+                                                                 n_items, neg_code, nc, cand_next)
                             # Rows the step will write are asked for with write intent.
                             if do_pos:
                                 prefetch_row_for_write(item_factors, indices[order[step]])
@@ -246,10 +251,10 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                         if n_pool == 0:
                             chunk_skipped += 1
                             continue
-                        # The best scored of n_candidates pool entries (scores from the
+                        # The best scored of the user's nc pool entries (scores from the
                         # pool's draw), then the chosen negative's current score.
                         state, q = next_below(state, n_pool)
-                        for _c in range(n_candidates - 1):
+                        for _c in range(nc - 1):
                             state, q2 = next_below(state, n_pool)
                             if pool_scores[q2] > pool_scores[q]:
                                 q = q2
@@ -265,11 +270,11 @@ def _train_chunks(indptr, indices, weights, user_order, chunk_bounds, first, end
                         if WINDOW:  # noqa: F821
                             j, best = _best_of_run(user_factors, u, item_factors, seen,
                                                    neg_code != NEG_UNIFORM, cand[0],
-                                                   min(run_length, n_candidates))
+                                                   min(run_length, nc))
                             for t in range(1, n_cur):
                                 jt, st = _best_of_run(
                                     user_factors, u, item_factors, seen, neg_code != NEG_UNIFORM,
-                                    cand[t], min(run_length, n_candidates - t * run_length))
+                                    cand[t], min(run_length, nc - t * run_length))
                                 if st > best:
                                     best = st
                                     j = jt
