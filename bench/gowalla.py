@@ -17,7 +17,7 @@ outside them).
 Recipes
 -------
 * bpr-numba ``BPR(factors=64, random_state=0)`` (its defaults: 10 epochs);
-  ``BPR.preset("quality", factors=64, random_state=0)`` (its 100 epochs); each
+  ``BPR.preset("quality", factors=64, random_state=0)`` (its 80 epochs); each
   ``--extra`` JSON object as more ``BPR`` parameters (with ``"preset"`` a
   preset's name). Trained with ``fit(train)`` of one epoch, then
   ``fit_partial(train, epochs=1)`` per epoch: with one thread that gives the

@@ -25,8 +25,8 @@ __all__ = ["BPR", "PRESETS", "TrainingDivergedError", "UnknownIdError"]
 #: The named recipes of :meth:`BPR.preset`: constructor parameters each.
 PRESETS = {
     "fast": {},
-    "quality": dict(optimizer="adagrad", regularization=0.045, epochs=100,
-                    negative_candidates="auto"),
+    "quality": dict(optimizer="adagrad", regularization=0.045, epochs=80,
+                    negative_candidates="auto", candidate_exponent=0.75),
     "keras": dict(factors=100, loss="sigmoid", optimizer="dense-adam", learning_rate=0.001,
                   regularization=0.0, negatives="uniform", negative_candidates=1,
                   item_bias=False, batch_size=64, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
