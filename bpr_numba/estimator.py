@@ -262,14 +262,13 @@ class BPR(FoldInMixin, FactorModel):
 
         - ``"fast"``: the defaults (10 epochs of BPR with candidate negatives
           by ``negative_candidates=None``, row-wise Adagrad).
-        - ``"quality"``: 100 epochs of per-element Adagrad with regularization
-          0.045 and candidates scaled to the catalogue
-          (``negative_candidates="auto"``), for the best ranking quality;
-          about 10x the training time of "fast" (MovieLens 100k: 1.1 s on
-          one thread; Gowalla, 41k items, 50 candidates in runs
-          (``candidate_sampling="auto"``): 60 s on 2 threads, 104 s with
-          independent draws in the same run, on a machine about 2.5x
-          slower than one on which independent draws took 51 s).
+        - ``"quality"``: 80 epochs of per-element Adagrad with regularization
+          0.045, candidates scaled to the catalogue
+          (``negative_candidates="auto"``) and shared out by user activity
+          (``candidate_exponent=0.75``), for the best ranking quality;
+          about 10x the training time of "fast" (Gowalla, 41k items, 50
+          candidates per positive on average, in runs: see the README's
+          "Presets" for its seconds and figures).
         - ``"keras"``: the 2016 Keras notebook's recipe (:meth:`keras_compatible`).
 
         The README's "Presets" section lists each preset's parameters, its
