@@ -120,6 +120,7 @@ class BayesianPersonalizedRanking(BPR):
 
     _fit_hint = "call fit()"
     _saves_unfitted = True  # implicit saves (and loads) a model before fit
+    _params_before = {}  # implicit's parameters: none added since the first files
 
     def __init__(self, factors=100, learning_rate=0.01, regularization=0.01, dtype=np.float32,
                  iterations=100, num_threads=0, verify_negative_samples=True,
