@@ -670,6 +670,7 @@ class HogwildTrainer:
         self.has_bias_column = has_bias_column
         self._warned_skipped = False
         self._popularity = None
+        self._counts = None
 
     @staticmethod
     def check(recipe):
@@ -726,7 +727,7 @@ class HogwildTrainer:
         window = update_mask == UPDATE_ALL and r.runs_for(n_candidates)
         # Counts by user activity in full training only: fold-in trains a few
         # users or items on their own, every positive with n_candidates.
-        user_candidates = (r.candidate_counts(row_lengths, n_candidates)
+        user_candidates = (self._candidate_counts(X, n_candidates)
                            if update_mask == UPDATE_ALL else None)
         if window:
             if n != 1:
@@ -782,6 +783,13 @@ class HogwildTrainer:
         if work > SAMPLES_PER_PIECE:
             return 1
         return int(min(MAX_STACKED, max(1, SAMPLES_PER_CALL // max(work, 1))))
+
+    def _candidate_counts(self, X, n_candidates):
+        """``Recipe.candidate_counts`` of ``X``'s rows, worked out once per matrix."""
+        if self._counts is None or self._counts[0] is not X or self._counts[1] != n_candidates:
+            counts = self.recipe.candidate_counts(np.diff(X.indptr), n_candidates)
+            self._counts = (X, n_candidates, counts)
+        return self._counts[2]
 
     def _table(self, X):
         """The popularity alias table of ``X``: ``(prob, alias, log_q)``, made once per matrix."""
